@@ -1,0 +1,901 @@
+"""
+The topology file: TOML (SPEC section 3) loaded into a frozen, validated model.
+
+Every error names the file, the table (with its C{name}), the key, what was
+expected and what was found.  Unknown keys are errors, so that a typo never
+silently falls back to a default.  Nothing in here touches a reactor.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Callable, Mapping, Optional, Union
+
+# NetScaler's names for the GSLB load-balancing methods.
+LB_METHODS = (
+    "ROUNDROBIN",
+    "LEASTCONNECTION",
+    "LEASTRESPONSETIME",
+    "LEASTBANDWIDTH",
+    "LEASTPACKETS",
+    "SOURCEIPHASH",
+    "STATICPROXIMITY",
+    "RTT",
+    "CUSTOMLOAD",
+    "NONE",
+    "STATIC",
+)
+DOWN_RESPONSES = ("all", "empty", "servfail")
+SERVICE_TYPES = (
+    "HTTP",
+    "SSL",
+    "HTTPS",
+    "TCP",
+    "UDP",
+    "DNS",
+    "SSL_BRIDGE",
+    "SSL_TCP",
+    "ANY",
+    "NNTP",
+    "RTSP",
+    "SIP_UDP",
+    "RADIUS",
+    "MYSQL",
+    "MSSQL",
+)
+MONITOR_TYPES = ("tcp", "http", "https", "dns", "udp")
+MONITOR_TRIGGERS = ("ALWAYS", "MEPDOWN", "MEPDOWN_SVCDOWN")
+SITE_PROTOCOLS = ("mep", "snmp")
+PERSISTENCE_TYPES = ("NONE", "SOURCEIP")
+SPILLOVER_METHODS = ("NONE", "CONNECTION", "DYNAMICCONNECTION", "BANDWIDTH", "HEALTH")
+SNMP_VERSIONS = ("1", "2c", "3")
+LOG_FORMATS = ("text", "json")
+
+DEFAULT_DNS = ("udp:5300:interface=127.0.0.1", "tcp:5300:interface=127.0.0.1")
+
+
+class ConfigError(Exception):
+    """
+    The topology file is wrong.  C{str()} of it is the whole message a user
+    reads: file, table, key, what was expected and what was found.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        table: str,
+        key: Optional[str],
+        expected: str,
+        found: Any = None,
+        hasFound: bool = True,
+    ) -> None:
+        self.path = path
+        self.table = table
+        self.key = key
+        self.expected = expected
+        self.found = found
+        self.hasFound = hasFound
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        where = self.table
+        if self.key is not None:
+            where += f": key {self.key!r}"
+        message = f"{self.path}: {where}: {self.expected}"
+        if self.hasFound:
+            message += f", found {_describe(self.found)}"
+        return message
+
+
+def _describe(value: Any) -> str:
+    if value is _MISSING:
+        return "nothing (the key is missing)"
+    kind = {
+        bool: "boolean",
+        int: "integer",
+        float: "float",
+        str: "string",
+        list: "array",
+        dict: "table",
+    }.get(type(value), type(value).__name__)
+    text = repr(value)
+    if len(text) > 60:
+        text = text[:57] + "..."
+    return f"{text} ({kind})"
+
+
+_MISSING = object()
+
+
+# ---------------------------------------------------------------------------
+# The model.  Frozen dataclasses with tuples, so a Topology can be shared
+# freely and compared in tests.
+
+
+@dataclass(frozen=True)
+class Location:
+    lat: float
+    lon: float
+
+
+@dataclass(frozen=True)
+class Appliance:
+    name: str
+    ip: str
+    cores: Union[int, str]  # an integer, or "auto"
+    dns: tuple[str, ...]
+    control: str
+    mep_port: int
+    mep_secret: Optional[str]
+    mep_tls: bool
+    mep_tls_cert: Optional[str]
+    mep_tls_key: Optional[str]
+    metrics_interval: float
+    dead_interval: float
+    consolidation_interval: float
+    location_db: Optional[str]
+
+    def coreCount(self, cpuCount: Optional[int] = None) -> int:
+        """
+        The number of core processes to run: C{cores}, or one per CPU for
+        C{"auto"}.
+        """
+        if self.cores == "auto":
+            return max(1, cpuCount if cpuCount is not None else (os.cpu_count() or 1))
+        return int(self.cores)
+
+
+@dataclass(frozen=True)
+class Zone:
+    name: str  # lower case, no trailing dot
+    ns: tuple[str, ...]
+    soa_minimum: int
+    soa_rname: str
+    soa_serial: int
+    soa_refresh: int
+    soa_retry: int
+    soa_expire: int
+    ttl: int
+
+
+@dataclass(frozen=True)
+class SiteEmulator:
+    control: Optional[str]
+    seed: Optional[int]
+
+
+@dataclass(frozen=True)
+class SNMPSettings:
+    port: int
+    version: str
+    community: Optional[str]
+    table: str
+    user: Optional[str]
+    auth_protocol: Optional[str]
+    auth_key: Optional[str]
+    priv_protocol: Optional[str]
+    priv_key: Optional[str]
+
+
+@dataclass(frozen=True)
+class Site:
+    name: str
+    ip: str
+    mep_port: int
+    protocol: str
+    metric_exchange: bool
+    location: Optional[Location]
+    emulator: Optional[SiteEmulator]
+    snmp: Optional[SNMPSettings]
+
+
+@dataclass(frozen=True)
+class MetricTable:
+    name: str
+    metrics: Mapping[str, str]  # metric name -> OID
+
+
+@dataclass(frozen=True)
+class Monitor:
+    type: str
+    url: Optional[str]
+    interval: float
+    timeout: float
+    trigger: str
+    expect_status: tuple[int, ...]
+    expect_content: Optional[str]
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    site: str
+    ip: str
+    port: int
+    type: str
+    weight: int
+    max_clients: int
+    backend: Optional[str]
+    monitor: Optional[Monitor]
+
+    @property
+    def family(self) -> int:
+        """4 or 6: which address family (and so which of A/AAAA) it serves."""
+        return ipaddress.ip_address(self.ip).version
+
+
+@dataclass(frozen=True)
+class ServiceBinding:
+    name: str
+    weight: int  # the binding's weight, else the service's own
+
+
+@dataclass(frozen=True)
+class CustomLoadMetric:
+    metric: str
+    weight: float
+    ceiling: float
+    threshold: Optional[float]
+
+
+@dataclass(frozen=True)
+class Spillover:
+    method: str
+    threshold: int
+
+
+@dataclass(frozen=True)
+class VServer:
+    name: str
+    domains: tuple[str, ...]  # lower case, no trailing dot
+    lb_method: str
+    backup_lb_method: str
+    down_response: str
+    ttl: int
+    answers: int
+    services: tuple[ServiceBinding, ...]
+    custom_load: tuple[CustomLoadMetric, ...]
+    persistence: str
+    persistence_timeout: int
+    backup_vserver: Optional[str]
+    spillover: Optional[Spillover]
+
+
+@dataclass(frozen=True)
+class Topology:
+    path: str
+    appliance: Appliance
+    zones: tuple[Zone, ...]
+    sites: tuple[Site, ...]
+    metric_tables: tuple[MetricTable, ...]
+    services: tuple[Service, ...]
+    vservers: tuple[VServer, ...]
+    siteByName: Mapping[str, Site] = field(compare=False, repr=False)
+    serviceByName: Mapping[str, Service] = field(compare=False, repr=False)
+    vserverByName: Mapping[str, VServer] = field(compare=False, repr=False)
+
+
+# ---------------------------------------------------------------------------
+# Reading one table against a whitelist of keys.
+
+
+class _Table:
+    """
+    One TOML table being read: every key taken is remembered, so that
+    L{finish} can refuse the ones nobody asked for.
+    """
+
+    def __init__(self, path: str, label: str, raw: Any) -> None:
+        self.path = path
+        self.label = label
+        if not isinstance(raw, dict):
+            raise ConfigError(path, label, None, "expected a table", raw)
+        self.raw = raw
+        self.taken: set[str] = set()
+
+    def error(self, key: Optional[str], expected: str, found: Any = _MISSING) -> ConfigError:
+        return ConfigError(self.path, self.label, key, expected, found)
+
+    def get(
+        self,
+        key: str,
+        check: Callable[[Any], Any],
+        expected: str,
+        default: Any = _MISSING,
+    ) -> Any:
+        """
+        The value of C{key}, passed through C{check}, which returns the
+        converted value or raises C{ValueError}/C{TypeError}.
+        """
+        self.taken.add(key)
+        if key not in self.raw:
+            if default is _MISSING:
+                raise self.error(key, f"expected {expected}")
+            return default
+        value = self.raw[key]
+        try:
+            return check(value)
+        except (ValueError, TypeError):
+            raise self.error(key, f"expected {expected}", value) from None
+
+    def finish(self) -> None:
+        unknown = sorted(set(self.raw) - self.taken)
+        if unknown:
+            key = unknown[0]
+            known = ", ".join(sorted(self.taken))
+            raise self.error(key, f"unknown key (known keys: {known})", self.raw[key])
+
+
+def _label(kind: str, raw: Any, index: int, array: bool = True) -> str:
+    if array:
+        name = raw.get("name") if isinstance(raw, dict) else None
+        if isinstance(name, str):
+            return f"[[{kind}]] {name!r}"
+        return f"[[{kind}]] #{index + 1}"
+    return f"[{kind}]"
+
+
+# Checkers: return the converted value or raise ValueError/TypeError.
+
+
+def _str(value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise TypeError(value)
+    return value
+
+
+def _bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(value)
+    return value
+
+
+def _int(low: int, high: Optional[int] = None) -> Callable[[Any], int]:
+    def check(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(value)
+        if value < low or (high is not None and value > high):
+            raise ValueError(value)
+        return value
+
+    return check
+
+
+def _number(low: float, high: Optional[float] = None, exclusive: bool = False) -> Callable[[Any], float]:
+    def check(value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TypeError(value)
+        value = float(value)
+        if not math.isfinite(value):
+            raise ValueError(value)
+        if value < low or (exclusive and value == low) or (high is not None and value > high):
+            raise ValueError(value)
+        return value
+
+    return check
+
+
+def _choice(choices: tuple[str, ...], fold: Callable[[str], str] = str) -> Callable[[Any], str]:
+    def check(value: Any) -> str:
+        if not isinstance(value, str) or fold(value) not in choices:
+            raise ValueError(value)
+        return fold(value)
+
+    return check
+
+
+def _ip(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(value)
+    return str(ipaddress.ip_address(value))
+
+
+def _list(item: Callable[[Any], Any], nonEmpty: bool = True) -> Callable[[Any], tuple]:
+    def check(value: Any) -> tuple:
+        if not isinstance(value, list) or (nonEmpty and not value):
+            raise TypeError(value)
+        return tuple(item(v) for v in value)
+
+    return check
+
+
+_LABEL = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)$")
+
+
+def _domain(value: Any) -> str:
+    """A DNS name: lower-cased, without the trailing dot."""
+    if not isinstance(value, str):
+        raise TypeError(value)
+    name = value.lower()
+    if name.endswith("."):
+        name = name[:-1]
+    if not name or len(name) > 253:
+        raise ValueError(value)
+    for label in name.split("."):
+        if not _LABEL.match(label):
+            raise ValueError(value)
+    return name
+
+
+def _endpoint(value: Any) -> str:
+    if not isinstance(value, str) or ":" not in value:
+        raise ValueError(value)
+    return value
+
+
+def _dnsEndpoint(value: Any) -> str:
+    from gslb_twisted.endpoints import parseDNSEndpoint
+
+    parseDNSEndpoint(_endpoint(value))
+    return value
+
+
+def _oid(value: Any) -> str:
+    if not isinstance(value, str) or not re.match(r"^\.?\d+(\.\d+)+$", value):
+        raise ValueError(value)
+    return value.lstrip(".")
+
+
+def _url(value: Any) -> str:
+    if not isinstance(value, str) or not re.match(r"^https?://[^\s/]+", value):
+        raise ValueError(value)
+    return value
+
+
+def _cores(value: Any) -> Union[int, str]:
+    if value == "auto":
+        return "auto"
+    return _int(1, 256)(value)
+
+
+# ---------------------------------------------------------------------------
+# Tables.
+
+
+def _appliance(path: str, raw: Any) -> Appliance:
+    t = _Table(path, "[appliance]", raw)
+    name = t.get("name", _str, "a non-empty string")
+    appliance = Appliance(
+        name=name,
+        ip=t.get("ip", _ip, "an IPv4 or IPv6 address", "127.0.0.1"),
+        cores=t.get("cores", _cores, 'an integer from 1 to 256 or "auto"', "auto"),
+        dns=t.get(
+            "dns",
+            _list(_dnsEndpoint),
+            'a non-empty array of endpoint strings such as "udp:5300:interface=127.0.0.1"',
+            DEFAULT_DNS,
+        ),
+        control=t.get(
+            "control", _endpoint, 'an endpoint string such as "unix:gslb.ctl"', "unix:gslb.ctl"
+        ),
+        mep_port=t.get("mep_port", _int(1, 65535), "a port number from 1 to 65535", 3011),
+        mep_secret=t.get("mep_secret", _str, "a non-empty string", None),
+        mep_tls=t.get("mep_tls", _bool, "true or false", False),
+        mep_tls_cert=t.get("mep_tls_cert", _str, "a certificate file path", None),
+        mep_tls_key=t.get("mep_tls_key", _str, "a private key file path", None),
+        metrics_interval=t.get(
+            "metrics_interval", _number(0, exclusive=True), "a number of seconds above 0", 1.0
+        ),
+        dead_interval=t.get(
+            "dead_interval", _number(0, exclusive=True), "a number of seconds above 0", 3.0
+        ),
+        consolidation_interval=t.get(
+            "consolidation_interval",
+            _number(0, exclusive=True),
+            "a number of seconds above 0",
+            0.5,
+        ),
+        location_db=t.get("location_db", _str, "a CSV file path", None),
+    )
+    t.finish()
+    if appliance.mep_tls and not (appliance.mep_tls_cert and appliance.mep_tls_key):
+        raise t.error(
+            "mep_tls_cert" if not appliance.mep_tls_cert else "mep_tls_key",
+            "expected a file path when mep_tls = true",
+        )
+    if appliance.dead_interval < appliance.metrics_interval:
+        raise t.error(
+            "dead_interval",
+            f"expected at least metrics_interval ({appliance.metrics_interval})",
+            appliance.dead_interval,
+        )
+    return appliance
+
+
+def _zone(path: str, raw: Any, index: int) -> Zone:
+    t = _Table(path, _label("zone", raw, index), raw)
+    name = t.get("name", _domain, "a DNS name such as \"demo.gslb\"")
+    zone = Zone(
+        name=name,
+        ns=t.get("ns", _list(_domain), "a non-empty array of DNS names", ("ns1." + name,)),
+        soa_minimum=t.get("soa_minimum", _int(0, 2**31 - 1), "an integer of seconds", 30),
+        soa_rname=t.get("soa_rname", _domain, "a DNS name (the mailbox)", "hostmaster." + name),
+        soa_serial=t.get("soa_serial", _int(0, 2**32 - 1), "an integer from 0 to 4294967295", 1),
+        soa_refresh=t.get("soa_refresh", _int(0, 2**31 - 1), "an integer of seconds", 3600),
+        soa_retry=t.get("soa_retry", _int(0, 2**31 - 1), "an integer of seconds", 3),
+        soa_expire=t.get("soa_expire", _int(0, 2**31 - 1), "an integer of seconds", 3600),
+        ttl=t.get("ttl", _int(0, 2**31 - 1), "an integer of seconds", 3600),
+    )
+    t.finish()
+    return zone
+
+
+def _location(path: str, label: str, raw: Any) -> Location:
+    t = _Table(path, label + " location", raw)
+    location = Location(
+        lat=t.get("lat", _number(-90, 90), "a latitude from -90 to 90"),
+        lon=t.get("lon", _number(-180, 180), "a longitude from -180 to 180"),
+    )
+    t.finish()
+    return location
+
+
+def _emulator(path: str, label: str, raw: Any) -> SiteEmulator:
+    t = _Table(path, label + " emulator", raw)
+    emulator = SiteEmulator(
+        control=t.get("control", _endpoint, 'an endpoint string such as "unix:east.ctl"', None),
+        seed=t.get("seed", _int(0), "a non-negative integer", None),
+    )
+    t.finish()
+    return emulator
+
+
+def _snmp(path: str, label: str, raw: Any) -> SNMPSettings:
+    t = _Table(path, label + " snmp", raw)
+    settings = SNMPSettings(
+        port=t.get("port", _int(1, 65535), "a port number from 1 to 65535", 161),
+        version=t.get("version", _choice(SNMP_VERSIONS), 'one of "1", "2c", "3"', "2c"),
+        community=t.get("community", _str, "a non-empty string", "public"),
+        table=t.get("table", _str, "the name of a metric table", "linux-host"),
+        user=t.get("user", _str, "a non-empty string", None),
+        auth_protocol=t.get(
+            "auth_protocol", _choice(("MD5", "SHA", "SHA224", "SHA256", "SHA384", "SHA512"), str.upper),
+            "one of MD5, SHA, SHA224, SHA256, SHA384, SHA512", None,
+        ),
+        auth_key=t.get("auth_key", _str, "a non-empty string", None),
+        priv_protocol=t.get(
+            "priv_protocol", _choice(("DES", "AES", "AES128", "AES192", "AES256"), str.upper),
+            "one of DES, AES, AES128, AES192, AES256", None,
+        ),
+        priv_key=t.get("priv_key", _str, "a non-empty string", None),
+    )
+    t.finish()
+    if settings.version == "3" and not settings.user:
+        raise t.error("user", 'expected a user name when version = "3"')
+    return settings
+
+
+def _site(path: str, raw: Any, index: int) -> Site:
+    t = _Table(path, _label("site", raw, index), raw)
+    name = t.get("name", _str, "a non-empty string")
+    protocol = t.get("protocol", _choice(SITE_PROTOCOLS), 'one of "mep", "snmp"', "mep")
+    location = t.get("location", lambda v: v, "a table", None)
+    emulator = t.get("emulator", lambda v: v, "a table", None)
+    snmp = t.get("snmp", lambda v: v, "a table", None)
+    site = Site(
+        name=name,
+        ip=t.get("ip", _ip, "an IPv4 or IPv6 address"),
+        mep_port=t.get("mep_port", _int(1, 65535), "a port number from 1 to 65535", 3011),
+        protocol=protocol,
+        metric_exchange=t.get("metric_exchange", _bool, "true or false", True),
+        location=None if location is None else _location(path, t.label, location),
+        emulator=None if emulator is None else _emulator(path, t.label, emulator),
+        snmp=None if snmp is None else _snmp(path, t.label, snmp),
+    )
+    t.finish()
+    if protocol == "snmp" and site.snmp is None:
+        raise t.error("snmp", 'expected a table { port, version, community, table } when protocol = "snmp"')
+    return site
+
+
+def _metricTable(path: str, raw: Any, index: int) -> MetricTable:
+    t = _Table(path, _label("metric_table", raw, index), raw)
+    name = t.get("name", _str, "a non-empty string")
+    metrics = t.get("metrics", lambda v: v, "a table of metric = \"OID\"")
+    if not isinstance(metrics, dict) or not metrics:
+        raise t.error("metrics", 'expected a non-empty table of metric = "OID"', metrics)
+    checked = {}
+    for metric, oid in metrics.items():
+        try:
+            checked[metric] = _oid(oid)
+        except (TypeError, ValueError):
+            raise t.error(
+                f"metrics.{metric}", 'expected a numeric OID such as "1.3.6.1.2.1.6.9.0"', oid
+            ) from None
+    t.finish()
+    return MetricTable(name=name, metrics=MappingProxyType(checked))
+
+
+def _monitor(path: str, label: str, raw: Any) -> Monitor:
+    t = _Table(path, label + " monitor", raw)
+    kind = t.get("type", _choice(MONITOR_TYPES, str.lower), "one of " + ", ".join(MONITOR_TYPES))
+    monitor = Monitor(
+        type=kind,
+        url=t.get("url", _url, 'a URL such as "http://127.0.0.1:8081/health"', None),
+        interval=t.get("interval", _number(0, exclusive=True), "a number of seconds above 0", 5.0),
+        timeout=t.get("timeout", _number(0, exclusive=True), "a number of seconds above 0", 2.0),
+        trigger=t.get(
+            "trigger", _choice(MONITOR_TRIGGERS, str.upper), "one of " + ", ".join(MONITOR_TRIGGERS), "ALWAYS"
+        ),
+        expect_status=t.get(
+            "expect_status", _list(_int(100, 599)), "a non-empty array of HTTP status codes", (200,)
+        ),
+        expect_content=t.get("expect_content", _str, "a non-empty string", None),
+    )
+    t.finish()
+    if kind in ("http", "https") and monitor.url is None:
+        raise t.error("url", f"expected a URL for a monitor of type {kind!r}")
+    if monitor.timeout >= monitor.interval:
+        raise t.error("timeout", f"expected less than interval ({monitor.interval})", monitor.timeout)
+    return monitor
+
+
+def _service(path: str, raw: Any, index: int) -> Service:
+    t = _Table(path, _label("service", raw, index), raw)
+    monitor = t.get("monitor", lambda v: v, "a table", None)
+    service = Service(
+        name=t.get("name", _str, "a non-empty string"),
+        site=t.get("site", _str, "the name of a [[site]]"),
+        ip=t.get("ip", _ip, "an IPv4 or IPv6 address"),
+        port=t.get("port", _int(1, 65535), "a port number from 1 to 65535", 80),
+        type=t.get("type", _choice(SERVICE_TYPES, str.upper), "a service type such as HTTP, SSL, TCP, UDP, DNS, ANY", "HTTP"),
+        weight=t.get("weight", _int(1, 100), "an integer from 1 to 100", 1),
+        max_clients=t.get("max_clients", _int(0, 4294967294), "a non-negative integer (0: no limit)", 0),
+        backend=t.get("backend", _url, 'a URL such as "http://127.0.0.1:8081/health"', None),
+        monitor=None if monitor is None else _monitor(path, t.label, monitor),
+    )
+    t.finish()
+    return service
+
+
+def _binding(path: str, label: str, raw: Any, index: int) -> tuple[str, Optional[int]]:
+    if isinstance(raw, str) and raw:
+        return raw, None
+    t = _Table(path, f"{label} services[{index}]", raw)
+    binding = (
+        t.get("name", _str, "the name of a [[service]]"),
+        t.get("weight", _int(1, 100), "an integer from 1 to 100", None),
+    )
+    t.finish()
+    return binding
+
+
+def _customLoad(path: str, label: str, raw: Any, index: int) -> CustomLoadMetric:
+    t = _Table(path, f"{label} custom_load[{index}]", raw)
+    metric = CustomLoadMetric(
+        metric=t.get("metric", _str, "a metric name"),
+        weight=t.get("weight", _number(0, exclusive=True), "a number above 0", 1.0),
+        ceiling=t.get("ceiling", _number(0, exclusive=True), "a number above 0"),
+        threshold=t.get("threshold", _number(0), "a non-negative number", None),
+    )
+    t.finish()
+    return metric
+
+
+def _spillover(path: str, label: str, raw: Any) -> Spillover:
+    t = _Table(path, label + " spillover", raw)
+    spillover = Spillover(
+        method=t.get(
+            "method", _choice(SPILLOVER_METHODS, str.upper), "one of " + ", ".join(SPILLOVER_METHODS), "CONNECTION"
+        ),
+        threshold=t.get("threshold", _int(0), "a non-negative integer", 0),
+    )
+    t.finish()
+    return spillover
+
+
+def _vserver(path: str, raw: Any, index: int, services: Mapping[str, Service]) -> VServer:
+    t = _Table(path, _label("vserver", raw, index), raw)
+    name = t.get("name", _str, "a non-empty string")
+    bindingsRaw = t.get("services", lambda v: v, "an array of service names or { name, weight } tables")
+    if not isinstance(bindingsRaw, list) or not bindingsRaw:
+        raise t.error("services", "expected a non-empty array of service names or { name, weight } tables", bindingsRaw)
+    bindings = []
+    seen = set()
+    for i, rawBinding in enumerate(bindingsRaw):
+        serviceName, weight = _binding(path, t.label, rawBinding, i)
+        if serviceName not in services:
+            raise t.error(
+                f"services[{i}]",
+                "expected the name of a [[service]] (known: " + ", ".join(sorted(services)) + ")",
+                serviceName,
+            )
+        if serviceName in seen:
+            raise t.error(f"services[{i}]", "expected each service bound once", serviceName)
+        seen.add(serviceName)
+        bindings.append(
+            ServiceBinding(serviceName, weight if weight is not None else services[serviceName].weight)
+        )
+    customRaw = t.get("custom_load", lambda v: v, "an array of { metric, weight, ceiling, threshold } tables", [])
+    if not isinstance(customRaw, list):
+        raise t.error("custom_load", "expected an array of { metric, weight, ceiling, threshold } tables", customRaw)
+    spillover = t.get("spillover", lambda v: v, "a table { method, threshold }", None)
+    lbMethod = t.get("lb_method", _choice(LB_METHODS, str.upper), "one of " + ", ".join(LB_METHODS), "LEASTCONNECTION")
+    vserver = VServer(
+        name=name,
+        domains=t.get("domains", _list(_domain), "a non-empty array of DNS names"),
+        lb_method=lbMethod,
+        backup_lb_method=t.get(
+            "backup_lb_method", _choice(LB_METHODS, str.upper), "one of " + ", ".join(LB_METHODS), "ROUNDROBIN"
+        ),
+        down_response=t.get(
+            "down_response", _choice(DOWN_RESPONSES, str.lower), 'one of "all", "empty", "servfail"', "all"
+        ),
+        ttl=t.get("ttl", _int(0, 2**31 - 1), "an integer of seconds", 5),
+        answers=t.get("answers", _int(1, 64), "an integer from 1 to 64", 1),
+        services=tuple(bindings),
+        custom_load=tuple(_customLoad(path, t.label, c, i) for i, c in enumerate(customRaw)),
+        persistence=t.get("persistence", _choice(PERSISTENCE_TYPES, str.upper), 'one of "SOURCEIP", "NONE"', "NONE"),
+        persistence_timeout=t.get("persistence_timeout", _int(2, 1440 * 60), "an integer of seconds from 2 to 86400", 120),
+        backup_vserver=t.get("backup_vserver", _str, "the name of a [[vserver]]", None),
+        spillover=None if spillover is None else _spillover(path, t.label, spillover),
+    )
+    t.finish()
+    if vserver.lb_method == "CUSTOMLOAD" and not vserver.custom_load:
+        raise t.error("custom_load", "expected at least one metric when lb_method = \"CUSTOMLOAD\"")
+    return vserver
+
+
+def _array(path: str, document: dict, key: str) -> list:
+    raw = document.get(key, [])
+    if not isinstance(raw, list):
+        raise ConfigError(path, f"[[{key}]]", None, f"expected an array of tables ([[{key}]])", raw)
+    return raw
+
+
+def _unique(path: str, kind: str, items: tuple) -> dict:
+    byName: dict = {}
+    for item in items:
+        if item.name in byName:
+            raise ConfigError(path, f"[[{kind}]] {item.name!r}", "name", "expected a name not used by another [[" + kind + "]]", item.name)
+        byName[item.name] = item
+    return byName
+
+
+def _inZone(name: str, zone: str) -> bool:
+    return name == zone or name.endswith("." + zone)
+
+
+def parseTopology(document: dict, path: str) -> Topology:
+    """
+    Validate a parsed TOML document into a L{Topology}.
+
+    @raise ConfigError: on the first problem found.
+    """
+    top = _Table(path, "top level", document)
+    for key in ("appliance", "zone", "site", "metric_table", "service", "vserver"):
+        top.taken.add(key)
+    top.finish()
+    if "appliance" not in document:
+        raise ConfigError(path, "[appliance]", None, "expected an [appliance] table", hasFound=False)
+    appliance = _appliance(path, document["appliance"])
+    zones = tuple(_zone(path, raw, i) for i, raw in enumerate(_array(path, document, "zone")))
+    sites = tuple(_site(path, raw, i) for i, raw in enumerate(_array(path, document, "site")))
+    tables = tuple(_metricTable(path, raw, i) for i, raw in enumerate(_array(path, document, "metric_table")))
+    services = tuple(_service(path, raw, i) for i, raw in enumerate(_array(path, document, "service")))
+
+    zoneByName = _unique(path, "zone", zones)
+    siteByName = _unique(path, "site", sites)
+    _unique(path, "metric_table", tables)
+    serviceByName = _unique(path, "service", services)
+    vservers = tuple(
+        _vserver(path, raw, i, serviceByName) for i, raw in enumerate(_array(path, document, "vserver"))
+    )
+    vserverByName = _unique(path, "vserver", vservers)
+
+    if not zones and vservers:
+        raise ConfigError(path, "[[zone]]", None, "expected at least one [[zone]] to hold the vserver domains", hasFound=False)
+    for zone in zones:
+        for other in zones:
+            if zone is not other and _inZone(zone.name, other.name):
+                raise ConfigError(
+                    path, f"[[zone]] {zone.name!r}", "name",
+                    f"expected a zone not inside another zone ({other.name!r})", zone.name,
+                )
+    for service in services:
+        if service.site not in siteByName:
+            raise ConfigError(
+                path, f"[[service]] {service.name!r}", "site",
+                "expected the name of a [[site]] (known: " + ", ".join(sorted(siteByName)) + ")",
+                service.site,
+            )
+    domainOwner: dict[str, str] = {}
+    for vserver in vservers:
+        label = f"[[vserver]] {vserver.name!r}"
+        for domain in vserver.domains:
+            if domain in domainOwner:
+                raise ConfigError(
+                    path, label, "domains",
+                    f"expected domains not served by another vserver ({domainOwner[domain]!r} has it)",
+                    domain,
+                )
+            domainOwner[domain] = vserver.name
+            if not any(_inZone(domain, z) for z in zoneByName):
+                raise ConfigError(
+                    path, label, "domains",
+                    "expected a name inside a [[zone]] (zones: " + ", ".join(sorted(zoneByName)) + ")",
+                    domain,
+                )
+        if vserver.backup_vserver is not None:
+            if vserver.backup_vserver not in vserverByName:
+                raise ConfigError(
+                    path, label, "backup_vserver",
+                    "expected the name of a [[vserver]] (known: " + ", ".join(sorted(vserverByName)) + ")",
+                    vserver.backup_vserver,
+                )
+            # Follow the chain: a backup of a backup must never lead back here.
+            seen = [vserver.name]
+            current = vserverByName[vserver.backup_vserver]
+            while current is not None:
+                if current.name in seen:
+                    raise ConfigError(
+                        path, label, "backup_vserver",
+                        "expected a chain of backup vservers without a loop (" + " -> ".join(seen + [current.name]) + ")",
+                        vserver.backup_vserver,
+                    )
+                seen.append(current.name)
+                current = vserverByName.get(current.backup_vserver) if current.backup_vserver else None
+    tableNames = {table.name for table in tables} | set(SHIPPED_METRIC_TABLES)
+    for site in sites:
+        if site.snmp is not None and site.snmp.table not in tableNames:
+            raise ConfigError(
+                path, f"[[site]] {site.name!r} snmp", "table",
+                "expected a [[metric_table]] name or a shipped table (" + ", ".join(sorted(tableNames)) + ")",
+                site.snmp.table,
+            )
+    return Topology(
+        path=path,
+        appliance=appliance,
+        zones=zones,
+        sites=sites,
+        metric_tables=tables,
+        services=services,
+        vservers=vservers,
+        siteByName=MappingProxyType(siteByName),
+        serviceByName=MappingProxyType(serviceByName),
+        vserverByName=MappingProxyType(vserverByName),
+    )
+
+
+# Metric tables shipped with the product (fixtures/); SNMP support fills them in.
+SHIPPED_METRIC_TABLES = ("linux-host",)
+
+
+def loadTopology(path: str) -> Topology:
+    """
+    Read and validate the topology file at C{path}.
+
+    @raise ConfigError: the file cannot be read, is not TOML, or is invalid.
+    """
+    try:
+        with open(path, "rb") as f:
+            document = tomllib.load(f)
+    except OSError as e:
+        raise ConfigError(path, "file", None, f"cannot be read ({e.strerror})", hasFound=False) from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(path, "file", None, f"is not valid TOML ({e})", hasFound=False) from None
+    return parseTopology(document, path)
+
+
+def demoTopologyPath() -> str:
+    """
+    Where the built-in demo topology is: the checkout's C{fixtures/demo.toml},
+    or the copy a non-editable install puts under C{share/gslb-twisted}.
+    """
+    import sys
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    candidates = [
+        os.path.join(os.path.dirname(here), "fixtures", "demo.toml"),
+        os.path.join(sys.prefix, "share", "gslb-twisted", "fixtures", "demo.toml"),
+    ]
+    for candidate in candidates:
+        if os.path.exists(candidate):
+            return candidate
+    return candidates[0]
