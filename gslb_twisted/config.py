@@ -321,6 +321,10 @@ class _Table:
         value = self.raw[key]
         try:
             return check(value)
+        except _ItemError as e:
+            # Name the offending element: the whole array may be too long
+            # to show.
+            raise self.error(f"{key}[{e.index}]", f"expected {expected}", e.value) from None
         except (ValueError, TypeError):
             raise self.error(key, f"expected {expected}", value) from None
 
@@ -396,11 +400,26 @@ def _ip(value: Any) -> str:
     return str(ipaddress.ip_address(value))
 
 
+class _ItemError(ValueError):
+    """One element of an array is wrong."""
+
+    def __init__(self, index: int, value: Any) -> None:
+        super().__init__(index, value)
+        self.index = index
+        self.value = value
+
+
 def _list(item: Callable[[Any], Any], nonEmpty: bool = True) -> Callable[[Any], tuple]:
     def check(value: Any) -> tuple:
         if not isinstance(value, list) or (nonEmpty and not value):
             raise TypeError(value)
-        return tuple(item(v) for v in value)
+        checked = []
+        for index, element in enumerate(value):
+            try:
+                checked.append(item(element))
+            except (ValueError, TypeError):
+                raise _ItemError(index, element) from None
+        return tuple(checked)
 
     return check
 
@@ -615,11 +634,13 @@ def _metricTable(path: str, raw: Any, index: int) -> MetricTable:
 def _monitor(path: str, label: str, raw: Any) -> Monitor:
     t = _Table(path, label + " monitor", raw)
     kind = t.get("type", _choice(MONITOR_TYPES, str.lower), "one of " + ", ".join(MONITOR_TYPES))
+    interval = t.get("interval", _number(0, exclusive=True), "a number of seconds above 0", 5.0)
     monitor = Monitor(
         type=kind,
         url=t.get("url", _url, 'a URL such as "http://127.0.0.1:8081/health"', None),
-        interval=t.get("interval", _number(0, exclusive=True), "a number of seconds above 0", 5.0),
-        timeout=t.get("timeout", _number(0, exclusive=True), "a number of seconds above 0", 2.0),
+        interval=interval,
+        # Default 2 s as on NetScaler, but always below the interval.
+        timeout=t.get("timeout", _number(0, exclusive=True), "a number of seconds above 0", min(2.0, interval / 2)),
         trigger=t.get(
             "trigger", _choice(MONITOR_TRIGGERS, str.upper), "one of " + ", ".join(MONITOR_TRIGGERS), "ALWAYS"
         ),
@@ -880,6 +901,8 @@ def loadTopology(path: str) -> Topology:
         raise ConfigError(path, "file", None, f"cannot be read ({e.strerror})", hasFound=False) from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(path, "file", None, f"is not valid TOML ({e})", hasFound=False) from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(path, "file", None, f"is not valid TOML (not UTF-8 text: {e})", hasFound=False) from None
     return parseTopology(document, path)
 
 
