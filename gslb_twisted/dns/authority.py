@@ -1,0 +1,474 @@
+"""
+The DNS answering engine of one core: bytes of a query in, bytes of a reply
+out (or C{None} to drop), no reactor.
+
+L{Authority.fromTopology} precomputes everything a query can need: the
+names of every zone (vserver domains, in-zone name servers, the empty
+non-terminals above them), SOA and NS records, and, for the fast path
+(L{gslb_twisted.dns.wire.answerFast}), the answer-section bytes of every
+answer a vserver can give.  L{Authority.respond} tries the fast path, then
+the slow path, which reads the query with the strict scanner of
+L{gslb_twisted.dns.wire} and builds the reply with dnslib.
+
+How a vserver's answer is chosen lives in L{VServerAnswers}: the set of
+answers it can give is fixed when it is built (so the bytes can be
+prebuilt), and L{VServerAnswers.choose} picks one per query.
+
+ANY queries get every record the name has (SOA and NS at an apex, the
+chosen A and AAAA of a vserver, a name server's address), not the RFC 8482
+minimal answer: the sets are tiny and GSLB operators use ANY to look.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Optional, Sequence
+
+from dnslib import AAAA, EDNS0, NS, RR, SOA, A, DNSHeader, DNSLabel, DNSQuestion, DNSRecord, EDNSOption
+
+from gslb_twisted.config import Service, Topology, VServer, Zone
+from gslb_twisted.dns.wire import (
+    CLASS_IN,
+    CLASSIC_PAYLOAD,
+    COPIED_FLAGS,
+    FLAG_AA,
+    FLAG_QR,
+    FLAG_TC,
+    HEADER,
+    OPCODE_MASK,
+    OPTION_CLIENT_SUBNET,
+    QTYPE_A,
+    QTYPE_AAAA,
+    QTYPE_ANY,
+    QTYPE_AXFR,
+    QTYPE_IXFR,
+    QTYPE_NS,
+    QTYPE_OPT,
+    QTYPE_SOA,
+    SERVER_PAYLOAD,
+    TCP_LIMIT,
+    ClientSubnet,
+    FastPlan,
+    MalformedMessage,
+    Question,
+    ScannedMessage,
+    addressRdata,
+    answerFast,
+    answerSection,
+    fastKey,
+    parseClientSubnet,
+    scanMessage,
+    wireLabels,
+    wireName,
+)
+from gslb_twisted.lb.roundrobin import Rotation, answerSets, smoothWeightedOrder
+
+NOERROR = 0
+FORMERR = 1
+SERVFAIL = 2
+NXDOMAIN = 3
+NOTIMP = 4
+REFUSED = 5
+BADVERS = 16  # an extended RCODE: 0 in the header, 1 in the OPT record
+
+
+class VServerAnswers:
+    """
+    The answers one vserver can give, per record type (A, AAAA), and the
+    choice among them.
+
+    Today the choice is weighted round robin over the vserver's bound
+    services of the asked family, C{answers} distinct addresses per reply,
+    the rotation moving one position per reply.  A metrics-driven method
+    replaces L{choose} (and, if it needs other answer sets, the sets).
+
+    @ivar name: the vserver's name.
+    @ivar ttl: the TTL of its address records.
+    @ivar addressSets: per record type, the answers it can give: each a
+        tuple of addresses.  Only types with at least one service appear.
+    @ivar serviceSets: the same answers as the names of their services.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        ttl: int,
+        answersPerReply: int,
+        candidates: Mapping[int, Sequence[tuple[str, str, int]]],
+    ) -> None:
+        """
+        @param candidates: per record type, C{(service name, address,
+            weight)} of each bound service of that family, in binding order.
+        """
+        self.name = name
+        self.ttl = ttl
+        self.serviceSets: dict[int, tuple[tuple[str, ...], ...]] = {}
+        self.addressSets: dict[int, tuple[tuple[str, ...], ...]] = {}
+        self._rotations: dict[int, Rotation] = {}
+        for rdtype, bound in candidates.items():
+            if not bound:
+                continue
+            order = smoothWeightedOrder([weight for _, _, weight in bound])
+            sets = answerSets(order, answersPerReply)
+            self.serviceSets[rdtype] = tuple(tuple(bound[i][0] for i in chosen) for chosen in sets)
+            self.addressSets[rdtype] = tuple(tuple(bound[i][1] for i in chosen) for chosen in sets)
+            self._rotations[rdtype] = Rotation(len(sets))
+
+    @classmethod
+    def fromVServer(cls, vserver: VServer, serviceByName: Mapping[str, Service]) -> "VServerAnswers":
+        candidates: dict[int, list[tuple[str, str, int]]] = {QTYPE_A: [], QTYPE_AAAA: []}
+        for binding in vserver.services:
+            service = serviceByName[binding.name]
+            rdtype = QTYPE_A if service.family == 4 else QTYPE_AAAA
+            candidates[rdtype].append((service.name, service.ip, binding.weight))
+        return cls(vserver.name, vserver.ttl, vserver.answers, candidates)
+
+    def choose(self, rdtype: int, clientAddress: str) -> int:
+        """
+        Which of C{addressSets[rdtype]} to answer with now.
+
+        @param clientAddress: the effective client: the EDNS Client Subnet
+            address when the query carried one with a nonzero prefix, else
+            the query's source address.  Round robin ignores it.
+        """
+        return self._rotations[rdtype].advance()
+
+    def __repr__(self) -> str:
+        return f"<VServerAnswers {self.name}>"
+
+
+class _ZoneRecords:
+    """A zone's prebuilt records (owner names lower case)."""
+
+    __slots__ = ("zone", "apex", "soa", "negativeSOA", "ns", "glue")
+
+    def __init__(self, zone: Zone, glue: Sequence[RR]) -> None:
+        self.zone = zone
+        self.apex = DNSLabel(wireLabels(zone.name))
+        self.soa = SOA(
+            DNSLabel(wireLabels(zone.ns[0])),
+            DNSLabel(wireLabels(zone.soa_rname)),
+            (zone.soa_serial, zone.soa_refresh, zone.soa_retry, zone.soa_expire, zone.soa_minimum),
+        )
+        # RFC 2308 3: a negative answer's SOA lives no longer than MINIMUM.
+        self.negativeSOA = RR(self.apex, QTYPE_SOA, CLASS_IN, min(zone.ttl, zone.soa_minimum), self.soa)
+        self.ns = tuple(NS(DNSLabel(wireLabels(name))) for name in zone.ns)
+        self.glue = tuple(glue)
+
+
+class _Node:
+    """
+    A name that exists in a zone.  With no vserver, no host address and not
+    the apex, it is an empty non-terminal: it exists, with no records.
+
+    @ivar host: C{(rdtype, rdata)} of an in-zone name server's address.
+    """
+
+    __slots__ = ("zone", "isApex", "vserver", "host")
+
+    def __init__(self, zone: _ZoneRecords) -> None:
+        self.zone = zone
+        self.isApex = False
+        self.vserver: Optional[VServerAnswers] = None
+        self.host: Optional[tuple[int, object]] = None
+
+
+def _rdata(rdtype: int, packed: bytes):
+    return A(tuple(packed)) if rdtype == QTYPE_A else AAAA(tuple(packed))
+
+
+def _apexOf(name: bytes, apexes: Mapping[bytes, object]) -> Optional[bytes]:
+    """
+    The apex among C{apexes} (wire names) that wire name C{name} is in, or
+    C{None}.  Zones do not nest (the loader refuses it), so there is one.
+    """
+    offset = 0
+    while name[offset]:
+        if name[offset:] in apexes:
+            return name[offset:]
+        offset += name[offset] + 1
+    return None
+
+
+def _ancestors(name: bytes, apex: bytes) -> list[bytes]:
+    """The wire names strictly between C{name} and its zone's C{apex}."""
+    found = []
+    offset = name[0] + 1
+    while len(name) - offset > len(apex):
+        found.append(name[offset:])
+        offset += name[offset] + 1
+    return found
+
+
+class Authority:
+    """
+    Answers DNS queries for the zones of a topology.
+
+    @ivar queries: every query received, answered or not.
+    @ivar fastAnswers: queries the fast path answered.
+    @ivar fastTable: the fast path's plans by question bytes (see
+        L{gslb_twisted.dns.wire.answerFast}), or C{None} without a fast path.
+    @ivar vservers: L{VServerAnswers} by vserver name.
+    """
+
+    def __init__(
+        self,
+        zones: Mapping[bytes, _ZoneRecords],
+        names: Mapping[bytes, _Node],
+        vservers: Mapping[str, VServerAnswers],
+        fastTable: Optional[Mapping[bytes, FastPlan]],
+    ) -> None:
+        self._zones = zones
+        self._names = names
+        self.vservers = vservers
+        self.fastTable = fastTable
+        self.queries = 0
+        # Fast-path replies are all NOERROR; counting them apart keeps a
+        # dictionary update off the hot path.
+        self.fastAnswers = 0
+        self._slowRcodes = {NOERROR: 0, FORMERR: 0, SERVFAIL: 0, NXDOMAIN: 0, NOTIMP: 0, REFUSED: 0, BADVERS: 0}
+
+    @property
+    def rcodes(self) -> dict[int, int]:
+        """Replies sent, by RCODE (BADVERS as 16)."""
+        counts = dict(self._slowRcodes)
+        counts[NOERROR] += self.fastAnswers
+        return counts
+
+    @classmethod
+    def fromTopology(cls, topology: Topology, fastPath: bool = True) -> "Authority":
+        """
+        Precompute the answers for C{topology}.  C{fastPath=False} answers
+        everything through the slow path (to compare the two).
+        """
+        hostType, hostPacked = addressRdata(topology.appliance.ip)
+        zoneNames = {wireName(zone.name): zone for zone in topology.zones}
+        vservers = {
+            vserver.name: VServerAnswers.fromVServer(vserver, topology.serviceByName)
+            for vserver in topology.vservers
+        }
+        vserverOf = {wireName(domain): vservers[v.name] for v in topology.vservers for domain in v.domains}
+        # In-zone name servers get the appliance's address, unless a vserver
+        # already answers for that name.
+        hosts = {}
+        for zone in topology.zones:
+            for nsName in zone.ns:
+                key = wireName(nsName)
+                if _apexOf(key, zoneNames) is not None and key not in vserverOf:
+                    hosts[key] = nsName
+        zones = {}
+        for key, zone in zoneNames.items():
+            glue = [
+                RR(DNSLabel(wireLabels(nsName)), hostType, CLASS_IN, zone.ttl, _rdata(hostType, hostPacked))
+                for nsName in zone.ns
+                if wireName(nsName) in hosts
+            ]
+            zones[key] = _ZoneRecords(zone, glue)
+
+        # Every name that exists: apexes, vserver domains, in-zone name
+        # servers, and the empty non-terminals between them and their apex.
+        # (The loader guarantees every vserver domain is inside a zone.)
+        names: dict[bytes, _Node] = {key: _Node(zone) for key, zone in zones.items()}
+        for key in zones:
+            names[key].isApex = True
+        for key in list(vserverOf) + list(hosts):
+            zone = zones[_apexOf(key, zoneNames)]
+            names.setdefault(key, _Node(zone))
+            for ancestor in _ancestors(key, wireName(zone.zone.name)):
+                names.setdefault(ancestor, _Node(zone))
+        for key, answers in vserverOf.items():
+            names[key].vserver = answers
+        for key in hosts:
+            names[key].host = (hostType, _rdata(hostType, hostPacked))
+
+        fastTable = None
+        if fastPath:
+            fastTable = {}
+            for vserver in topology.vservers:
+                answers = vservers[vserver.name]
+                for rdtype, sets in answers.addressSets.items():
+                    plan = FastPlan(
+                        answers.choose,
+                        rdtype,
+                        [answerSection(rdtype, answers.ttl, addresses) for addresses in sets],
+                        [len(addresses) for addresses in sets],
+                    )
+                    for domain in vserver.domains:
+                        fastTable[fastKey(domain, rdtype)] = plan
+        return cls(zones, names, vservers, fastTable)
+
+    # -----------------------------------------------------------------------
+
+    def respond(self, data: bytes, client: tuple, tcp: bool) -> Optional[bytes]:
+        """
+        The reply to the query C{data} from C{client} (C{(host, port, ...)}),
+        received over TCP if C{tcp}; C{None} to send nothing.
+        """
+        self.queries += 1
+        if self.fastTable is not None:
+            reply = answerFast(self.fastTable, data, client[0], tcp)
+            if reply is not None:
+                self.fastAnswers += 1
+                return reply
+        return self.respondSlow(data, client, tcp)
+
+    def respondSlow(self, data: bytes, client: tuple, tcp: bool) -> Optional[bytes]:
+        """L{respond} without the fast path (nor the query count)."""
+        if len(data) < 12:
+            return None
+        ident, flags = HEADER.unpack_from(data)[:2]
+        if flags & FLAG_QR:
+            return None
+        if flags & OPCODE_MASK:
+            return self._notImplemented(data, ident, flags)
+        try:
+            message = scanMessage(data)
+        except MalformedMessage as e:
+            return self._reply(ident, flags, e.question, FORMERR, limit=TCP_LIMIT)
+        question = message.question
+        if message.qdcount != 1 or question is None:
+            return self._reply(ident, flags, None, FORMERR, limit=TCP_LIMIT)
+        opt = message.opt
+        limit = TCP_LIMIT if tcp else CLASSIC_PAYLOAD
+        if opt is None:
+            return self._resolve(message, question, client[0], None, limit)
+        if not tcp:
+            limit = min(max(opt.payload, CLASSIC_PAYLOAD), SERVER_PAYLOAD)
+        if opt.version != 0:
+            return self._reply(ident, flags, question, BADVERS, opt=self._opt(opt, BADVERS), limit=limit)
+        subnets = [value for code, value in opt.options if code == OPTION_CLIENT_SUBNET]
+        subnet = None
+        try:
+            if len(subnets) > 1:
+                raise MalformedMessage("more than one client subnet option")
+            if subnets:
+                subnet = parseClientSubnet(subnets[0])
+        except MalformedMessage:
+            return self._reply(ident, flags, question, FORMERR, opt=self._opt(opt, FORMERR), limit=limit)
+        clientAddress = subnet.network if subnet is not None and subnet.sourcePrefix else client[0]
+        return self._resolve(message, question, clientAddress, self._opt(opt, NOERROR, subnet), limit)
+
+    # -----------------------------------------------------------------------
+
+    def _resolve(
+        self,
+        message: ScannedMessage,
+        question: Question,
+        clientAddress: str,
+        opt: Optional[RR],
+        limit: int,
+    ) -> bytes:
+        ident, flags, qtype = message.ident, message.flags, question.qtype
+        if qtype == QTYPE_OPT:
+            return self._reply(ident, flags, question, FORMERR, opt=opt, limit=limit)
+        node = self._names.get(question.key) if question.qclass == CLASS_IN else None
+        if node is None:
+            zone = self._zoneOf(question.key) if question.qclass == CLASS_IN else None
+            if zone is None:
+                return self._reply(ident, flags, question, REFUSED, opt=opt, limit=limit)
+            return self._reply(
+                ident, flags, question, NXDOMAIN, True, authority=[zone.negativeSOA], opt=opt, limit=limit
+            )
+        if qtype in (QTYPE_AXFR, QTYPE_IXFR):
+            # No zone transfers from a GSLB appliance.
+            return self._reply(ident, flags, question, REFUSED, opt=opt, limit=limit)
+        owner = DNSLabel(question.labels)
+        answer: list[RR] = []
+        additional: list[RR] = []
+        zone = node.zone
+        ttl = zone.zone.ttl
+        isAny = qtype == QTYPE_ANY
+        if node.isApex and (qtype == QTYPE_SOA or isAny):
+            answer.append(RR(owner, QTYPE_SOA, CLASS_IN, ttl, zone.soa))
+        if node.isApex and (qtype == QTYPE_NS or isAny):
+            answer.extend(RR(owner, QTYPE_NS, CLASS_IN, ttl, ns) for ns in zone.ns)
+            if not isAny:
+                additional.extend(zone.glue)
+        vserver = node.vserver
+        if vserver is not None:
+            for rdtype in (QTYPE_A, QTYPE_AAAA):
+                if (qtype == rdtype or isAny) and rdtype in vserver.addressSets:
+                    chosen = vserver.addressSets[rdtype][vserver.choose(rdtype, clientAddress)]
+                    answer.extend(
+                        RR(owner, rdtype, CLASS_IN, vserver.ttl, _rdata(*addressRdata(address)))
+                        for address in chosen
+                    )
+        if node.host is not None:
+            hostType, hostRdata = node.host
+            if qtype == hostType or isAny:
+                answer.append(RR(owner, hostType, CLASS_IN, ttl, hostRdata))
+        if not answer:
+            return self._reply(
+                ident, flags, question, NOERROR, True, authority=[zone.negativeSOA], opt=opt, limit=limit
+            )
+        return self._reply(
+            ident, flags, question, NOERROR, True, answer=answer, additional=additional, opt=opt, limit=limit
+        )
+
+    def _zoneOf(self, key: bytes) -> Optional[_ZoneRecords]:
+        apex = _apexOf(key, self._zones)
+        return None if apex is None else self._zones[apex]
+
+    def _opt(self, queryOpt, rcode: int, subnet: Optional[ClientSubnet] = None) -> RR:
+        """
+        Our OPT record for a reply: our payload, version 0, DO copied
+        (RFC 3225), the upper bits of an extended RCODE, the client subnet
+        echoed with scope 0 (RFC 7871 7.2.1); unknown options are not echoed.
+        """
+        options = [] if subnet is None else [EDNSOption(OPTION_CLIENT_SUBNET, subnet.replyOption(0))]
+        return EDNS0(
+            udp_len=SERVER_PAYLOAD,
+            version=0,
+            ext_rcode=rcode >> 4,
+            flags="do" if queryOpt.do else "",
+            opts=options,
+        )
+
+    def _notImplemented(self, data: bytes, ident: int, flags: int) -> bytes:
+        """NOTIMP, echoing the question and OPT when the message is sound."""
+        try:
+            message = scanMessage(data)
+        except MalformedMessage:
+            return self._reply(ident, flags, None, NOTIMP, limit=CLASSIC_PAYLOAD)
+        question = message.question if message.qdcount == 1 else None
+        opt = None
+        if message.opt is not None and message.opt.version == 0:
+            opt = self._opt(message.opt, NOTIMP)
+        return self._reply(ident, flags, question, NOTIMP, opt=opt, limit=CLASSIC_PAYLOAD)
+
+    def _reply(
+        self,
+        ident: int,
+        flags: int,
+        question: Optional[Question],
+        rcode: int,
+        authoritative: bool = False,
+        answer: Sequence[RR] = (),
+        authority: Sequence[RR] = (),
+        additional: Sequence[RR] = (),
+        opt: Optional[RR] = None,
+        limit: int = CLASSIC_PAYLOAD,
+    ) -> bytes:
+        """
+        Pack a reply; if it exceeds C{limit}, send it truncated instead: TC
+        set, only the question and OPT kept (RFC 2181 9, RFC 6891 7).
+        """
+        self._slowRcodes[rcode] = self._slowRcodes.get(rcode, 0) + 1
+        bitmap = FLAG_QR | (flags & (OPCODE_MASK | COPIED_FLAGS)) | (rcode & 0xF)
+        if authoritative:
+            bitmap |= FLAG_AA
+        questions = []
+        if question is not None:
+            questions.append(DNSQuestion(DNSLabel(question.labels), question.qtype, question.qclass))
+        tail = [opt] if opt is not None else []
+        record = DNSRecord(
+            DNSHeader(id=ident, bitmap=bitmap),
+            questions=questions,
+            rr=list(answer),
+            auth=list(authority),
+            ar=list(additional) + tail,
+        )
+        packed = record.pack()
+        if len(packed) > limit:
+            record = DNSRecord(DNSHeader(id=ident, bitmap=bitmap | FLAG_TC), questions=questions, ar=tail)
+            packed = record.pack()
+        return bytes(packed)

@@ -1,0 +1,192 @@
+"""
+DNS over UDP and TCP: thin Twisted protocols that hand each query to an
+L{Authority<gslb_twisted.dns.authority.Authority>} and write its reply.
+
+A failure answering one query is logged and costs only that query: it never
+reaches the reactor nor closes a connection.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Optional
+
+from twisted.internet.interfaces import IPushProducer, IReactorTime
+from twisted.internet.protocol import DatagramProtocol, Protocol, ServerFactory
+from twisted.logger import Logger
+from twisted.protocols.policies import TimeoutMixin
+from zope.interface import implementer
+
+_LENGTH = struct.Struct("!H")
+
+
+class DNSDatagramProtocol(DatagramProtocol):
+    """DNS over UDP: one datagram, one query, at most one reply."""
+
+    log = Logger()
+
+    def __init__(self, authority) -> None:
+        self.authority = authority
+
+    def datagramReceived(self, data: bytes, address) -> None:
+        try:
+            reply = self.authority.respond(data, address, False)
+            if reply is not None:
+                self.transport.write(reply, address)
+        except Exception:
+            self.log.failure("Answering a DNS query over UDP from {client} failed", client=address)
+
+
+@implementer(IPushProducer)
+class DNSStreamProtocol(Protocol, TimeoutMixin):
+    """
+    DNS over TCP (RFC 7766): messages framed by a two-byte length, several
+    per connection, pipelined, answered in order.
+
+    Flow control: when the transport's send buffer fills (the client is not
+    reading its replies), the protocol stops reading and stops answering;
+    more than C{maxPending} complete queries waiting then is abuse, and the
+    connection is dropped.  A connection that sends nothing for
+    C{idleTimeout} seconds, or sends a zero-length frame, is closed.
+    """
+
+    log = Logger()
+
+    def __init__(self, authority, clock: IReactorTime, idleTimeout: float, maxPending: int) -> None:
+        self.authority = authority
+        self.callLater = clock.callLater  # TimeoutMixin schedules with this
+        self.idleTimeout = idleTimeout
+        self.maxPending = maxPending
+        self._buffer = b""
+        self._paused = False
+        self._closing = False
+        self._client: tuple = ("", 0)
+
+    def connectionMade(self) -> None:
+        peer = self.transport.getPeer()
+        self._client = (getattr(peer, "host", ""), getattr(peer, "port", 0))
+        self.transport.registerProducer(self, True)
+        self.setTimeout(self.idleTimeout)
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._closing:
+            return
+        self.resetTimeout()
+        self._buffer += data
+        self._answerBuffered()
+
+    def connectionLost(self, reason) -> None:
+        self.setTimeout(None)
+        self._closing = True
+        self._buffer = b""
+
+    def timeoutConnection(self) -> None:
+        self._closing = True
+        if self._paused:
+            # Replies are stuck in the send buffer: a graceful close would
+            # wait for a client that is not reading.
+            self.transport.abortConnection()
+        else:
+            self.transport.loseConnection()
+
+    # IPushProducer: the transport pauses us when its send buffer is full.
+
+    def pauseProducing(self) -> None:
+        self._paused = True
+        self.transport.pauseProducing()
+
+    def resumeProducing(self) -> None:
+        self._paused = False
+        if self._closing:
+            return
+        self.transport.resumeProducing()
+        self._answerBuffered()
+
+    def stopProducing(self) -> None:
+        self._closing = True
+
+    # -----------------------------------------------------------------------
+
+    def _answerBuffered(self) -> None:
+        buffer = self._buffer
+        offset = 0
+        size = len(buffer)
+        while not self._paused and size - offset >= 2:
+            (length,) = _LENGTH.unpack_from(buffer, offset)
+            if length == 0:
+                # RFC 7766 gives a zero-length frame no meaning; take it
+                # as the client being done (or lost), after its earlier
+                # queries were answered.
+                self._closing = True
+                self._buffer = b""
+                self.setTimeout(None)
+                self.transport.loseConnection()
+                return
+            end = offset + 2 + length
+            if end > size:
+                break
+            self._answer(buffer[offset + 2 : end])
+            offset = end
+            if self._closing:
+                return
+        self._buffer = buffer[offset:]
+        if self._paused and self._completeFrames() > self.maxPending:
+            self.log.warn(
+                "Dropping the DNS TCP connection from {client}: more than {maxPending} queries"
+                " wait while it does not read its replies",
+                client=self._client,
+                maxPending=self.maxPending,
+            )
+            self._closing = True
+            self.transport.abortConnection()
+
+    def _answer(self, message: bytes) -> None:
+        try:
+            reply = self.authority.respond(message, self._client, True)
+        except Exception:
+            self.log.failure("Answering a DNS query over TCP from {client} failed", client=self._client)
+            return
+        if reply is not None:
+            self.transport.write(_LENGTH.pack(len(reply)) + reply)
+
+    def _completeFrames(self) -> int:
+        count = 0
+        offset = 0
+        buffer = self._buffer
+        while len(buffer) - offset >= 2:
+            (length,) = _LENGTH.unpack_from(buffer, offset)
+            offset += 2 + length
+            if offset > len(buffer):
+                break
+            count += 1
+        return count
+
+
+class DNSStreamFactory(ServerFactory):
+    """
+    Builds L{DNSStreamProtocol}s sharing one authority and clock.
+
+    @param idleTimeout: seconds without a query before a connection closes
+        (RFC 7766 6.2.3 suggests some seconds for a busy server).
+    @param maxPending: complete queries allowed to wait while a client does
+        not read its replies, before its connection is dropped.
+    """
+
+    protocol = DNSStreamProtocol
+
+    def __init__(
+        self,
+        authority,
+        clock: IReactorTime,
+        idleTimeout: float = 10.0,
+        maxPending: int = 256,
+    ) -> None:
+        self.authority = authority
+        self.clock = clock
+        self.idleTimeout = idleTimeout
+        self.maxPending = maxPending
+
+    def buildProtocol(self, addr) -> Optional[DNSStreamProtocol]:
+        protocol = self.protocol(self.authority, self.clock, self.idleTimeout, self.maxPending)
+        protocol.factory = self
+        return protocol
