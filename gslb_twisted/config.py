@@ -593,7 +593,7 @@ def _snmp(path: str, label: str, raw: Any) -> SNMPSettings:
 def _site(path: str, raw: Any, index: int) -> Site:
     t = _Table(path, _label("site", raw, index), raw)
     name = t.get("name", _str, "a non-empty string")
-    protocol = t.get("protocol", _choice(SITE_PROTOCOLS), 'one of "mep", "snmp"', "mep")
+    protocol = t.get("protocol", _choice(SITE_PROTOCOLS, str.lower), 'one of "mep", "snmp"', "mep")
     location = t.get("location", lambda v: v, "a table", None)
     emulator = t.get("emulator", lambda v: v, "a table", None)
     snmp = t.get("snmp", lambda v: v, "a table", None)
@@ -833,7 +833,9 @@ def parseTopology(document: dict, path: str) -> Topology:
             if domain in domainOwner:
                 raise ConfigError(
                     path, label, "domains",
-                    f"expected domains not served by another vserver ({domainOwner[domain]!r} has it)",
+                    "expected each domain listed once"
+                    if domainOwner[domain] == vserver.name
+                    else f"expected domains not served by another vserver ({domainOwner[domain]!r} has it)",
                     domain,
                 )
             domainOwner[domain] = vserver.name

@@ -1,0 +1,137 @@
+"""
+C{gslb-console}: talk to a running appliance's control endpoint.
+
+C{-c COMMAND} runs one command, prints its result and exits (non-zero on
+error); without it, an interactive prompt (prompt-toolkit on asyncio, the
+Twisted asyncio reactor bridging the AMP connection).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Optional
+
+DEFAULT_CONTROL = "unix:gslb.ctl"
+
+EXIT_OK = 0
+EXIT_COMMAND_ERROR = 1
+EXIT_USAGE = 2
+EXIT_UNREACHABLE = 3
+
+
+def argumentParser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gslb-console", description="Inspect and steer a running gslb appliance."
+    )
+    parser.add_argument(
+        "--connect",
+        default=os.environ.get("GSLB_CONTROL", DEFAULT_CONTROL),
+        help="control endpoint (default: %(default)s, or $GSLB_CONTROL)",
+    )
+    parser.add_argument("-c", dest="command", help="run one command, print its result and exit")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    return parser
+
+
+async def _connect(reactor, description: str):
+    from twisted.internet.endpoints import clientFromString, connectProtocol
+    from twisted.protocols.amp import AMP
+
+    endpoint = clientFromString(reactor, description)
+    return await connectProtocol(endpoint, AMP())
+
+
+async def runOnce(reactor, arguments, out=sys.stdout, err=sys.stderr) -> int:
+    from console.commands import CommandError, parse, render
+
+    try:
+        command = parse(arguments.command)
+    except CommandError as e:
+        err.write(f"gslb-console: {e}\n")
+        return EXIT_USAGE
+    try:
+        connection = await _connect(reactor, arguments.connect)
+    except Exception as e:
+        err.write(f"gslb-console: cannot connect to {arguments.connect}: {_reason(e)} (is the appliance running?)\n")
+        return EXIT_UNREACHABLE
+    try:
+        result = await connection.callRemote(command.amp)
+    except Exception as e:
+        err.write(f"gslb-console: {' '.join(command.words)}: {_reason(e)}\n")
+        return EXIT_COMMAND_ERROR
+    finally:
+        connection.transport.loseConnection()
+    out.write(render(command, result, arguments.json) + "\n")
+    return EXIT_OK
+
+
+async def runInteractive(reactor, arguments) -> int:
+    from prompt_toolkit import PromptSession
+    from prompt_toolkit.history import FileHistory
+    from prompt_toolkit.patch_stdout import patch_stdout
+    from twisted.internet.defer import Deferred
+
+    from console.commands import helpText
+
+    stateDir = os.path.join(os.environ.get("XDG_STATE_HOME", os.path.expanduser("~/.local/state")), "gslb-console")
+    os.makedirs(stateDir, exist_ok=True)
+    session = PromptSession(history=FileHistory(os.path.join(stateDir, "history")))
+    with patch_stdout():
+        while True:
+            try:
+                line = await Deferred.fromFuture(_ensureFuture(session.prompt_async("gslb> ")))
+            except (EOFError, KeyboardInterrupt):
+                return EXIT_OK
+            line = line.strip()
+            if not line:
+                continue
+            if line in ("quit", "exit"):
+                return EXIT_OK
+            if line == "help":
+                print(helpText())
+                continue
+            arguments.command = line
+            await runOnce(reactor, arguments)
+
+
+def _ensureFuture(coroutine):
+    import asyncio
+
+    return asyncio.ensure_future(coroutine)
+
+
+def _reason(e: Exception) -> str:
+    from twisted.python.failure import Failure
+
+    if isinstance(e, Failure):
+        return e.getErrorMessage()
+    return str(e) or type(e).__name__
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    arguments = argumentParser().parse_args(argv)
+    import asyncio
+
+    from twisted.internet import asyncioreactor
+
+    asyncioreactor.install(asyncio.new_event_loop())
+    from twisted.internet import defer, task
+
+    status: list[int] = []
+
+    def run(reactor):
+        coroutine = runOnce(reactor, arguments) if arguments.command else runInteractive(reactor, arguments)
+        return defer.Deferred.fromCoroutine(coroutine).addCallback(status.append)
+
+    try:
+        task.react(run)
+    except SystemExit as e:
+        if e.code not in (0, None):
+            return int(e.code)
+    return status[0] if status else EXIT_COMMAND_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,179 @@
+"""
+The service tree of one core process, and its AMP link to the supervisor.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+from twisted.application.service import MultiService
+from twisted.internet import defer
+from twisted.logger import Logger
+from twisted.protocols import amp
+
+from gslb_twisted.dns.authority import Authority
+from gslb_twisted.dns.protocol import DNSDatagramProtocol, DNSStreamFactory
+from gslb_twisted.endpoints import DNSEndpoint, bindDNSSocket
+from gslb_twisted.logs import CoreLogForwarder
+from gslb_twisted.protocol.commands import CoreReady, CoreStatus, Deliver, LogEvent, Publish
+
+# Largest DNS message a UDP read accepts (EDNS allows up to 65,535).
+MAX_UDP_READ = 65535
+
+
+@dataclass(frozen=True)
+class DNSSocket:
+    """
+    How a core gets one DNS socket: a descriptor it inherited (C{fd}), or an
+    endpoint it binds itself with SO_REUSEPORT (C{endpoint}).
+    """
+
+    transport: str
+    family: int
+    fd: Optional[int] = None
+    endpoint: Optional[DNSEndpoint] = None
+
+    @classmethod
+    def inherited(cls, spec: str) -> "DNSSocket":
+        """C{udp:5:2}: transport, descriptor, address family number."""
+        transport, fd, family = spec.split(":")
+        if transport not in ("udp", "tcp"):
+            raise ValueError(spec)
+        return cls(transport, int(family), fd=int(fd))
+
+    @classmethod
+    def reusePort(cls, spec: str) -> "DNSSocket":
+        """C{udp:5300:127.0.0.1} (the address may hold colons)."""
+        transport, port, interface = spec.split(":", 2)
+        endpoint = DNSEndpoint(transport, int(port), interface)
+        if transport not in ("udp", "tcp"):
+            raise ValueError(spec)
+        return cls(transport, endpoint.family, endpoint=endpoint)
+
+    def descriptor(self) -> tuple[int, Callable[[], None]]:
+        """
+        A descriptor to adopt, and how to release our copy of it once the
+        reactor has adopted (duplicated) it.
+        """
+        if self.fd is not None:
+            return self.fd, lambda: os.close(self.fd)
+        sock = bindDNSSocket(self.endpoint, reusePort=True)
+        return sock.fileno(), sock.close
+
+
+class CoreService(MultiService):
+    """
+    One core: adopts its DNS sockets and answers from its L{Authority};
+    relays messages to and from the other cores through the supervisor.
+    """
+
+    log = Logger()
+
+    def __init__(self, reactor, core: int, authority: Authority, sockets: list[DNSSocket]) -> None:
+        super().__init__()
+        self.reactor = reactor
+        self.core = core
+        self.authority = authority
+        self.sockets = sockets
+        self.ports: list = []
+        self.link: Optional["SupervisorLink"] = None
+        self.subscribers: dict[str, list[Callable[[int, bytes], None]]] = {}
+        self.unhandledDeliveries = 0
+
+    def startService(self) -> None:
+        super().startService()
+        udp = DNSDatagramProtocol(self.authority)
+        tcp = DNSStreamFactory(self.authority, self.reactor)
+        for spec in self.sockets:
+            fd, release = spec.descriptor()
+            try:
+                if spec.transport == "udp":
+                    port = self.reactor.adoptDatagramPort(fd, spec.family, udp, maxPacketSize=MAX_UDP_READ)
+                else:
+                    port = self.reactor.adoptStreamPort(fd, spec.family, tcp)
+            finally:
+                release()
+            self.ports.append(port)
+        self.log.info(
+            "core {core} serving DNS on {addresses}",
+            core=self.core,
+            addresses=", ".join(f"{spec.transport}:{_hostPort(p)}" for spec, p in zip(self.sockets, self.ports)),
+        )
+        if self.link is not None:
+            self.link.callRemote(CoreReady, core=self.core, pid=os.getpid()).addErrback(
+                lambda f: self.log.failure("cannot tell the supervisor core {core} is ready", f, core=self.core)
+            )
+
+    def stopService(self) -> defer.Deferred:
+        super().stopService()
+        stopping = [defer.maybeDeferred(port.stopListening) for port in self.ports]
+        self.ports = []
+        return defer.gatherResults(stopping).addCallback(lambda _: None)
+
+    # Messages between cores
+
+    def subscribe(self, topic: str, handler: Callable[[int, bytes], None]) -> None:
+        self.subscribers.setdefault(topic, []).append(handler)
+
+    def publish(self, topic: str, body: bytes, target: Optional[int] = None) -> None:
+        if self.link is None:
+            return
+        if target is None:
+            self.link.callRemote(Publish, topic=topic, body=body)
+        else:
+            self.link.callRemote(Publish, topic=topic, body=body, target=target)
+
+    def delivered(self, sender: int, topic: str, body: bytes) -> None:
+        handlers = self.subscribers.get(topic)
+        if not handlers:
+            self.unhandledDeliveries += 1
+            return
+        for handler in handlers:
+            try:
+                handler(sender, body)
+            except Exception:
+                self.log.failure("handling {topic!r} from core {sender}", topic=topic, sender=sender)
+
+
+def _hostPort(port) -> str:
+    address = port.getHost()
+    return f"{address.host}:{address.port}"
+
+
+class SupervisorLink(amp.AMP):
+    """
+    The core's end of its AMP pipes to the supervisor.  When the
+    supervisor goes away (even killed), the pipe closes and the core stops:
+    no core outlives its appliance.
+    """
+
+    log = Logger()
+
+    def __init__(self, core: CoreService, forwarder: CoreLogForwarder, onLost: Callable[[], None]) -> None:
+        super().__init__()
+        self.core = core
+        self.forwarder = forwarder
+        self.onLost = onLost
+        core.link = self
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        self.forwarder.attach(lambda text: self.callRemote(LogEvent, event=text))
+
+    def connectionLost(self, reason) -> None:
+        self.forwarder.detach()
+        self.core.link = None
+        super().connectionLost(reason)
+        self.onLost()
+
+    @CoreStatus.responder
+    def status(self) -> dict:
+        return {"queries": self.core.authority.queries}
+
+    @Deliver.responder
+    def deliver(self, sender: int, topic: str, body: bytes) -> dict:
+        self.core.delivered(sender, topic, body)
+        return {}
+

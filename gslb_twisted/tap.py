@@ -1,0 +1,138 @@
+"""
+C{twistd gslb}: options and the assembly of the supervisor's service tree.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from twisted.application.internet import StreamServerEndpointService
+from twisted.internet.endpoints import serverFromString
+from twisted.internet.protocol import Factory
+from twisted.python import usage
+
+from gslb_twisted.config import LOG_FORMATS, ConfigError, Topology, demoTopologyPath, loadTopology
+from gslb_twisted.endpoints import parseDNSEndpoint
+from gslb_twisted.supervisor import (
+    ControlProtocol,
+    CoreMonitor,
+    SharedSockets,
+    SupervisorService,
+    coreCommand,
+    resolvePorts,
+    unixModeControl,
+)
+
+SOCKET_SHARING = ("inherit", "reuseport")
+
+
+class Options(usage.Options):
+    synopsis = "[options]"
+    longdesc = (
+        "Run the GSLB appliance: a supervisor and one core process per CPU "
+        "core, answering DNS for the topology's GSLB domains.  With no "
+        "--config it runs the built-in demo topology."
+    )
+    optParameters = [
+        ["config", "c", None, "Topology file (TOML). Default: the built-in demo (fixtures/demo.toml)."],
+        ["cores", None, None, "Core processes: a number or 'auto' (default: the topology's)."],
+        ["control", None, None, "Control endpoint for gslb-console (default: the topology's)."],
+        ["log-format", None, "text", "Log format: text or json (one JSON object per line)."],
+        [
+            "socket-sharing",
+            None,
+            "inherit",
+            "How cores share the DNS sockets: inherit (bound once by the "
+            "supervisor, adopted by every core) or reuseport (SO_REUSEPORT, one per core).",
+        ],
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self["dns"] = []
+
+    def opt_dns(self, endpoint: str) -> None:
+        """
+        DNS endpoint, repeatable: udp:PORT[:interface=ADDR] or
+        tcp:PORT[:interface=ADDR] (default: the topology's).
+        """
+        try:
+            self["dns"].append(parseDNSEndpoint(endpoint))
+        except ValueError as e:
+            raise usage.UsageError(f"--dns: {e}") from None
+
+    def postOptions(self) -> None:
+        if self["log-format"] not in LOG_FORMATS:
+            raise usage.UsageError("--log-format must be text or json")
+        if self["socket-sharing"] not in SOCKET_SHARING:
+            raise usage.UsageError("--socket-sharing must be inherit or reuseport")
+        cores = self["cores"]
+        if cores is not None and cores != "auto":
+            try:
+                cores = int(cores)
+                if cores < 1:
+                    raise ValueError(cores)
+            except ValueError:
+                raise usage.UsageError("--cores must be a positive integer or 'auto'") from None
+        self["cores"] = cores
+        path = self["config"] or demoTopologyPath()
+        self["config"] = os.path.abspath(path)
+        try:
+            self["topology"] = loadTopology(self["config"])
+        except ConfigError as e:
+            # Not a usage problem: say exactly what is wrong, start nothing.
+            raise SystemExit(f"twistd gslb: {e}") from None
+        if not self["dns"]:
+            try:
+                self["dns"] = [parseDNSEndpoint(d) for d in self["topology"].appliance.dns]
+            except ValueError as e:
+                raise SystemExit(f"twistd gslb: {self['config']}: [appliance]: key 'dns': {e}") from None
+        if self["log-format"] == "json" and self.parent is not None:
+            # twistd resolves its logger option by name, after this runs.
+            self.parent["logger"] = "gslb_twisted.logs.jsonStdoutLogObserver"
+
+
+def makeService(options: Options):
+    from twisted.internet import reactor
+
+    topology: Topology = options["topology"]
+    if options["cores"] is None:
+        count = topology.appliance.coreCount()
+    elif options["cores"] == "auto":
+        count = max(1, os.cpu_count() or 1)
+    else:
+        count = options["cores"]
+
+    shared = None
+    try:
+        if options["socket-sharing"] == "inherit":
+            shared = SharedSockets.bind(options["dns"])
+            socketArguments = shared.coreArguments
+            extraFDs = shared.childFDs
+        else:
+            endpoints = resolvePorts(options["dns"])
+            reuseArguments = []
+            for endpoint in endpoints:
+                reuseArguments += ["--reuseport", f"{endpoint.transport}:{endpoint.port}:{endpoint.interface}"]
+
+            def socketArguments():
+                return reuseArguments
+
+            extraFDs = dict
+    except OSError as e:
+        raise SystemExit(f"twistd gslb: cannot listen for DNS: {e.strerror or e}") from None
+
+    monitor = CoreMonitor(
+        reactor,
+        count,
+        coreCommand(options["config"], socketArguments, sys.executable),
+        extraFDs=extraFDs,
+    )
+    root = SupervisorService(monitor, shared)
+    control = options["control"] or topology.appliance.control
+    endpoint = serverFromString(reactor, unixModeControl(control))
+    StreamServerEndpointService(
+        endpoint, Factory.forProtocol(lambda: ControlProtocol(monitor))
+    ).setServiceParent(root)
+    return root

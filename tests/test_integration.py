@@ -1,0 +1,174 @@
+"""
+The real appliance: C{twistd -n gslb} as a subprocess with two cores, real
+DNS queries over real sockets, real processes killed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+
+from twisted.internet import defer, reactor
+from twisted.internet.utils import getProcessOutputAndValue
+from twisted.trial.unittest import TestCase
+
+from tests.support import TOPOLOGY, TWISTD, Appliance, addresses, alive, freePort, poll, query
+
+
+class ApplianceTests(TestCase):
+    timeout = 120
+
+    async def _started(self, **kwargs) -> Appliance:
+        appliance = Appliance(self, **kwargs)
+        appliance.start()
+        await appliance.waitUntilServing()
+        return appliance
+
+    async def test_answersOverUDPAndTCP(self):
+        appliance = await self._started()
+        udp = await query(appliance.port, "www.test.gslb", "A")
+        tcp = await query(appliance.port, "www.test.gslb", "A", tcp=True)
+        aaaa = await query(appliance.port, "www.test.gslb", "AAAA")
+        for response in (udp, tcp):
+            self.assertTrue(response.flags & 0x0400, "AA must be set")
+            self.assertIn(addresses(response)[0], {"192.0.2.10", "198.51.100.10"})
+            self.assertEqual(response.answer[0].ttl, 5)
+        self.assertEqual(addresses(aaaa), ["2001:db8::10"])
+        outside = await query(appliance.port, "www.example.com", "A")
+        self.assertEqual(outside.rcode(), 5)  # REFUSED
+
+    async def test_killedCoreRespawnedWhileDNSKeepsAnswering(self):
+        appliance = await self._started()
+        before = await appliance.console("show cores")
+        self.assertEqual([c["core"] for c in before], [0, 1])
+        self.assertEqual(len({c["pid"] for c in before}), 2)
+        victim = before[0]["pid"]
+
+        answered, unanswered = [], []
+        stopLoad = []
+
+        async def load():
+            # A resolver's behaviour: each query retried a few times.
+            while not stopLoad:
+                for attempt in range(4):
+                    try:
+                        response = await query(appliance.port, "www.test.gslb", timeout=0.5)
+                    except Exception:
+                        continue
+                    answered.append(addresses(response))
+                    break
+                else:
+                    unanswered.append(reactor.seconds())
+
+        loading = defer.Deferred.fromCoroutine(load())
+        await poll(lambda: len(answered) >= 20, what="load before the kill")
+        os.kill(victim, signal.SIGKILL)
+
+        async def respawned():
+            cores = await appliance.console("show cores")
+            core0 = cores[0]
+            return core0.get("pid") not in (None, victim) and core0["state"] == "up" and core0["restarts"] == 1
+
+        await poll(respawned, what="core 0 to come back with a new pid")
+        countAtRespawn = len(answered)
+        await poll(lambda: len(answered) >= countAtRespawn + 20, what="load after the respawn")
+        stopLoad.append(True)
+        await loading
+        self.assertEqual(unanswered, [])
+        self.assertTrue(all(a and a[0] in {"192.0.2.10", "198.51.100.10"} for a in answered))
+        self.assertFalse(alive(victim))
+
+        cores = await appliance.console("show cores")
+        self.assertEqual({c["state"] for c in cores}, {"up"})
+        await appliance.stop()
+        appliance.assertCleanExit()
+        await appliance.assertNothingLeft()
+
+    async def test_killedSupervisorLeavesNoCoreBehind(self):
+        appliance = await self._started()
+        cores = await appliance.console("show cores")
+        pids = [c["pid"] for c in cores]
+        self.assertTrue(all(alive(p) for p in pids))
+        await appliance.stop(signal.SIGKILL)
+        # The cores notice their AMP pipe closing and exit by themselves.
+        await appliance.assertNothingLeft()
+
+    async def test_showCoresCountsQueries(self):
+        appliance = await self._started()
+        first = await appliance.console("show cores")
+        for _ in range(30):
+            await query(appliance.port, "www.test.gslb")
+        after = await appliance.console("show cores")
+        served = sum(c["queries"] for c in after) - sum(c["queries"] for c in first)
+        self.assertGreaterEqual(served, 30)
+        for row in after:
+            self.assertTrue(set(row).issuperset({"core", "pid", "state", "queries"}), row)
+
+    async def test_consoleTableAndErrors(self):
+        appliance = await self._started()
+        out, err, code = await getProcessOutputAndValue(
+            os.path.join(os.path.dirname(TWISTD), "gslb-console"),
+            ["--connect", appliance.control, "-c", "show cores"],
+            env=dict(os.environ),
+        )
+        self.assertEqual(code, 0, err)
+        header = out.decode().splitlines()[0].split()
+        self.assertEqual(header[:4], ["CORE", "PID", "STATE", "QUERIES"])
+        out, err, code = await getProcessOutputAndValue(
+            os.path.join(os.path.dirname(TWISTD), "gslb-console"),
+            ["--connect", appliance.control, "-c", "show core"],
+            env=dict(os.environ),
+        )
+        self.assertNotEqual(code, 0)
+        self.assertIn("show cores", err.decode())
+
+    async def test_controlSocketIsPrivate(self):
+        appliance = await self._started()
+        path = appliance.control.split(":", 1)[1]
+        self.assertEqual(os.stat(path).st_mode & 0o777, 0o600)
+
+    async def test_reusePortSharing(self):
+        appliance = await self._started(extra=("--socket-sharing", "reuseport")
+        )
+        response = await query(appliance.port, "www.test.gslb", tcp=True)
+        self.assertTrue(addresses(response))
+        await appliance.stop()
+        appliance.assertCleanExit()
+
+    async def test_jsonLogsCarryCoreEvents(self):
+        appliance = await self._started(extra=("--log-format", "json"))
+        await appliance.stop()
+        events = []
+        for line in appliance.output.splitlines():
+            line = line.strip()
+            if line:
+                events.append(json.loads(line))  # every line is one JSON object
+        fromCores = {e.get("core") for e in events if "serving DNS" in e.get("log_format", "")}
+        self.assertEqual(fromCores, {0, 1})
+
+
+class BadConfigTests(TestCase):
+    timeout = 60
+
+    async def test_badConfigStartsNothing(self):
+        directory = os.path.abspath(self.mktemp())
+        os.makedirs(directory)
+        path = os.path.join(directory, "bad.toml")
+        with open(path, "w") as f:
+            f.write(TOPOLOGY.replace('ip = "198.51.100.10"', 'ip = "198.51.100.10"\nport = "80"'))
+        port = freePort()
+        out, err, code = await getProcessOutputAndValue(
+            TWISTD,
+            ["--pidfile=", "-n", "gslb", "--config", path, "--dns", f"udp:{port}:interface=127.0.0.1",
+             "--control", "unix:/tmp/gslb-bad-config-test.ctl"],
+            env=dict(os.environ),
+            path=directory,
+        )
+        self.assertNotEqual(code, 0)
+        message = err.decode()
+        self.assertIn(path, message)
+        self.assertIn("[[service]] 'west-web'", message)
+        self.assertIn("'port'", message)
+        self.assertIn("found '80' (string)", message)
+        self.assertFalse(os.path.exists("/tmp/gslb-bad-config-test.ctl"))
