@@ -1,0 +1,3 @@
+"""
+Benchmarks of the gslb appliance (see benchmarks/README.md).
+"""
