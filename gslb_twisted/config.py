@@ -153,6 +153,7 @@ class Appliance:
 
 @dataclass(frozen=True)
 class Zone:
+    # SOA defaults are those of NetScaler's `add dns soaRec`.
     name: str  # lower case, no trailing dot
     ns: tuple[str, ...]
     soa_minimum: int
@@ -533,9 +534,9 @@ def _zone(path: str, raw: Any, index: int) -> Zone:
     zone = Zone(
         name=name,
         ns=t.get("ns", _list(_domain), "a non-empty array of DNS names", ("ns1." + name,)),
-        soa_minimum=t.get("soa_minimum", _int(0, 2**31 - 1), "an integer of seconds", 30),
+        soa_minimum=t.get("soa_minimum", _int(0, 2**31 - 1), "an integer of seconds", 5),
         soa_rname=t.get("soa_rname", _domain, "a DNS name (the mailbox)", "hostmaster." + name),
-        soa_serial=t.get("soa_serial", _int(0, 2**32 - 1), "an integer from 0 to 4294967295", 1),
+        soa_serial=t.get("soa_serial", _int(0, 2**32 - 1), "an integer from 0 to 4294967295", 100),
         soa_refresh=t.get("soa_refresh", _int(0, 2**31 - 1), "an integer of seconds", 3600),
         soa_retry=t.get("soa_retry", _int(0, 2**31 - 1), "an integer of seconds", 3),
         soa_expire=t.get("soa_expire", _int(0, 2**31 - 1), "an integer of seconds", 3600),
