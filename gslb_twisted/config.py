@@ -166,9 +166,29 @@ class Zone:
 
 
 @dataclass(frozen=True)
+class TimelineEvent:
+    """At C{at} seconds after the emulator starts, set a service's metrics."""
+
+    at: float
+    service: str
+    values: Mapping[str, Any]  # metric name -> value (state is "UP"/"DOWN")
+
+
+@dataclass(frozen=True)
+class MEPPeer:
+    """Another appliance a site emulator exchanges metrics with."""
+
+    name: str
+    ip: str
+    mep_port: int
+
+
+@dataclass(frozen=True)
 class SiteEmulator:
     control: Optional[str]
     seed: Optional[int]
+    timeline: tuple[TimelineEvent, ...] = ()
+    peers: tuple[MEPPeer, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -558,12 +578,56 @@ def _location(path: str, label: str, raw: Any) -> Location:
 
 def _emulator(path: str, label: str, raw: Any) -> SiteEmulator:
     t = _Table(path, label + " emulator", raw)
+    timeline = t.get("timeline", lambda v: v, "an array of { at, service, ... } tables", [])
+    peers = t.get("peers", lambda v: v, "an array of { name, ip, mep_port } tables", [])
+    for key, value in (("timeline", timeline), ("peers", peers)):
+        if not isinstance(value, list):
+            raise t.error(key, "expected an array of tables", value)
     emulator = SiteEmulator(
         control=t.get("control", _endpoint, 'an endpoint string such as "unix:east.ctl"', None),
         seed=t.get("seed", _int(0), "a non-negative integer", None),
+        timeline=tuple(_timelineEvent(path, t.label, raw, i) for i, raw in enumerate(timeline)),
+        peers=tuple(_peer(path, t.label, raw, i) for i, raw in enumerate(peers)),
     )
     t.finish()
     return emulator
+
+
+# The metrics a site reports for each service over MEP, with their checkers.
+SERVICE_METRICS: dict[str, tuple[Callable[[Any], Any], str]] = {
+    "state": (_choice(("UP", "DOWN"), str.upper), '"UP" or "DOWN"'),
+    "connections": (_int(0), "a non-negative integer"),
+    "response_time": (_number(0), "a non-negative number of milliseconds"),
+    "bandwidth": (_number(0), "a non-negative number of kbit/s"),
+    "packets": (_int(0), "a non-negative integer of packets/s"),
+    "load": (_number(0, 100), "a percentage from 0 to 100"),
+}
+
+
+def _timelineEvent(path: str, label: str, raw: Any, index: int) -> TimelineEvent:
+    t = _Table(path, f"{label} emulator timeline[{index}]", raw)
+    at = t.get("at", _number(0), "a number of seconds from the emulator's start")
+    service = t.get("service", _str, "the name of a [[service]] of this site")
+    values = {}
+    for metric, (check, expected) in SERVICE_METRICS.items():
+        value = t.get(metric, check, expected, None)
+        if value is not None:
+            values[metric] = value
+    t.finish()
+    if not values:
+        raise ConfigError(path, t.label, None, "expected at least one of " + ", ".join(SERVICE_METRICS), hasFound=False)
+    return TimelineEvent(at=at, service=service, values=MappingProxyType(values))
+
+
+def _peer(path: str, label: str, raw: Any, index: int) -> MEPPeer:
+    t = _Table(path, f"{label} emulator peers[{index}]", raw)
+    peer = MEPPeer(
+        name=t.get("name", _str, "the peer appliance's name"),
+        ip=t.get("ip", _ip, "an IPv4 or IPv6 address"),
+        mep_port=t.get("mep_port", _int(1, 65535), "a port number from 1 to 65535", 3011),
+    )
+    t.finish()
+    return peer
 
 
 def _snmp(path: str, label: str, raw: Any) -> SNMPSettings:
@@ -827,6 +891,16 @@ def parseTopology(document: dict, path: str) -> Topology:
                 "expected the name of a [[site]] (known: " + ", ".join(sorted(siteByName)) + ")",
                 service.site,
             )
+    for site in sites:
+        for i, event in enumerate(site.emulator.timeline if site.emulator else ()):
+            owner = serviceByName.get(event.service)
+            if owner is None or owner.site != site.name:
+                ownServices = sorted(s.name for s in services if s.site == site.name)
+                raise ConfigError(
+                    path, f"[[site]] {site.name!r} emulator timeline[{i}]", "service",
+                    "expected a [[service]] of this site (" + ", ".join(ownServices) + ")",
+                    event.service,
+                )
     domainOwner: dict[str, str] = {}
     for vserver in vservers:
         label = f"[[vserver]] {vserver.name!r}"
