@@ -1,19 +1,39 @@
 """
-The console's grammar and rendering, free of any I/O: a command line is
-parsed into a L{Command} that names the AMP call to make, and the result is
-rendered as a table for people or JSON for scripts.
+The console's grammar and rendering, free of any I/O.
+
+One table, L{GRAMMAR}, drives everything: each L{Command} row gives the
+words that name it, its positional L{Argument}s, its NetScaler-style
+L{Option}s (C{-state DOWN}; C{--core 1} works as well), the AMP command it
+becomes and how its result is shown.  L{parse} turns a line into an
+L{Invocation} (the AMP command and its keyword arguments), L{render} turns
+the AMP result into an aligned table or JSON, and L{helpText} and
+L{completionTree} are read off the same table.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from difflib import get_close_matches
-from typing import Any, Callable, Optional
+import math
+import re
+from dataclasses import dataclass, field
+from difflib import SequenceMatcher, get_close_matches
+from typing import Any, Optional
 
 from twisted.protocols import amp
 
-from gslb_twisted.protocol.commands import ShowCores
+from gslb_twisted.protocol.commands import (
+    SetSiteService,
+    ShowConsistency,
+    ShowCores,
+    ShowMEP,
+    ShowMetrics,
+    ShowServices,
+    ShowSites,
+    ShowSiteServices,
+    UnsetSiteService,
+)
+
+APPLIANCE, SITE, LOCAL = "appliance", "site emulator", "local"
 
 
 class CommandError(Exception):
@@ -21,48 +41,339 @@ class CommandError(Exception):
 
 
 @dataclass(frozen=True)
-class Command:
-    words: tuple[str, ...]
-    amp: type[amp.Command]
-    resultKey: str
-    columns: tuple[str, ...]
-    help: str
+class Argument:
+    """A positional argument: C{NAME} in C{show gslb site NAME}."""
 
+    metavar: str
+    key: str  # the AMP argument it fills
+    required: bool = True
+    entity: Optional[str] = None  # what it names, for completion: "site", "service", ...
+
+
+@dataclass(frozen=True)
+class Option:
+    """
+    A named option: C{-connections 500}.  C{name} is how it is typed
+    (matched case-insensitively, with one dash or two, and also under its
+    C{key}); C{key} is the AMP argument or metric it sets.
+    """
+
+    name: str
+    key: str
+    kind: str  # "int", "float" or "choice"
+    metavar: str
+    help: str
+    choices: tuple[str, ...] = ()
+    low: Optional[float] = None
+    high: Optional[float] = None
+    dashes: str = "-"  # how help and errors spell it: NetScaler's -name, or --name
+
+    @property
+    def spelled(self) -> str:
+        return self.dashes + self.name
+
+    def expected(self) -> str:
+        if self.kind == "choice":
+            return "one of " + ", ".join(self.choices)
+        noun = "an integer" if self.kind == "int" else "a number"
+        if self.low is not None and self.high is not None:
+            return f"{noun} from {self.low:g} to {self.high:g}"
+        if self.low == 0:
+            return f"a non-negative {noun.split(' ', 1)[1]}"
+        return noun
+
+    def convert(self, raw: str) -> Any:
+        """C{raw} as the AMP command wants it. @raise CommandError: it cannot be."""
+        def bad() -> CommandError:
+            return CommandError(f"{self.spelled} expects {self.expected()}, found {raw!r}")
+
+        if self.kind == "choice":
+            for choice in self.choices:
+                if raw.upper() == choice.upper():
+                    return choice
+            raise bad()
+        try:
+            value: Any = int(raw, 10) if self.kind == "int" else float(raw)
+        except ValueError:
+            raise bad() from None
+        if isinstance(value, float) and not math.isfinite(value):
+            raise bad()
+        if (self.low is not None and value < self.low) or (self.high is not None and value > self.high):
+            raise bad()
+        return value
+
+    def synopsis(self, flag: bool = False) -> str:
+        if flag:
+            return self.spelled
+        value = "|".join(self.choices) if self.kind == "choice" else self.metavar
+        return f"{self.spelled} {value}"
+
+
+@dataclass(frozen=True)
+class Command:
+    """
+    One row of the grammar.
+
+    @ivar optionsInto: C{None}: each option is an AMP argument of its own;
+        else the name of the one AMP argument that carries them all, as a
+        C{{key: value}} table, or (with C{flags}) as a list of keys.
+    @ivar flags: the options take no value (C{unset service NAME -load}).
+    @ivar shape: how the result renders: C{"rows"} (a list of rows),
+        C{"row"} (one row), C{"metrics"} (one site as a core holds it),
+        C{"consistency"}, or C{"local"} (no AMP call).
+    """
+
+    words: tuple[str, ...]
+    amp: Optional[type[amp.Command]]
+    help: str
+    target: str
+    arguments: tuple[Argument, ...] = ()
+    options: tuple[Option, ...] = ()
+    optionsInto: Optional[str] = None
+    flags: bool = False
+    needsOption: bool = False
+    resultKey: str = "rows"
+    shape: str = "rows"
+    columns: tuple[str, ...] = ()
+
+    @property
+    def name(self) -> str:
+        return " ".join(self.words)
+
+    def synopsis(self) -> str:
+        parts = list(self.words)
+        for argument in self.arguments:
+            parts.append(argument.metavar if argument.required else f"[{argument.metavar}]")
+        for option in self.options:
+            parts.append(f"[{option.synopsis(self.flags)}]")
+        return " ".join(parts)
+
+    def option(self, typed: str) -> Optional[Option]:
+        folded = typed.lower()
+        for option in self.options:
+            if folded in (option.name.lower(), option.key.lower()):
+                return option
+        return None
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """A parsed line: the command and the AMP keyword arguments to call it with."""
+
+    command: Command
+    arguments: dict[str, Any] = field(default_factory=dict)
+
+
+# --- the table ---------------------------------------------------------------------
+
+# The metrics a site reports, as `set service` spells them (key: SERVICE_METRICS name).
+METRIC_OPTIONS: tuple[Option, ...] = (
+    Option("state", "state", "choice", "STATE", "UP or DOWN", choices=("UP", "DOWN")),
+    Option("connections", "connections", "int", "N", "current client connections", low=0),
+    Option("responseTime", "response_time", "float", "MS", "response time in milliseconds", low=0),
+    Option("bandwidth", "bandwidth", "float", "KBPS", "bandwidth in kbit/s", low=0),
+    Option("packets", "packets", "int", "N", "packets per second", low=0),
+    Option("load", "load", "float", "PCT", "load in percent", low=0, high=100),
+)
+
+SERVICE_COLUMNS = ("name", "site", "ip", "port", "state", "connections", "response_time", "bandwidth", "packets", "load")
+METRIC_COLUMNS = ("name", "state", "connections", "response_time", "bandwidth", "packets", "load")
+SITE_SERVICE_COLUMNS = ("name", "ip", "port") + METRIC_COLUMNS[1:] + ("pinned",)
 
 GRAMMAR: tuple[Command, ...] = (
     Command(
-        ("show", "cores"),
-        ShowCores,
-        "cores",
-        ("core", "pid", "state", "queries", "restarts", "uptime"),
+        ("show", "cores"), ShowCores,
         "One row per core process: id, pid, state, queries served, restarts.",
+        APPLIANCE, resultKey="cores",
+        columns=("core", "pid", "state", "queries", "restarts", "uptime"),
     ),
+    Command(
+        ("show", "gslb", "site"), ShowSites,
+        "GSLB sites: state, master core, epoch, seq, metrics age, RTT.",
+        APPLIANCE, arguments=(Argument("NAME", "name", required=False, entity="site"),),
+        columns=("name", "ip", "state", "direction", "master_core", "epoch", "seq", "metrics_age", "rtt_ms"),
+    ),
+    Command(
+        ("show", "gslb", "service"), ShowServices,
+        "GSLB services and their current metrics.",
+        APPLIANCE, arguments=(Argument("NAME", "name", required=False, entity="service"),),
+        columns=SERVICE_COLUMNS,
+    ),
+    Command(
+        ("show", "mep"), ShowMEP,
+        "MEP sessions: peer, direction, state, frames, bytes, authentication failures, RTT.",
+        APPLIANCE,
+        columns=("site", "peer", "core", "direction", "state", "frames_in", "frames_out",
+                 "bytes_in", "bytes_out", "auth_failures", "rtt_ms"),
+    ),
+    Command(
+        ("show", "metrics"), ShowMetrics,
+        "A site's metric table as one core holds it (--core N, default any).",
+        APPLIANCE, arguments=(Argument("SITE", "site", entity="site"),),
+        options=(Option("core", "core", "int", "N", "the core whose table to show", low=0, dashes="--"),),
+        resultKey="result", shape="metrics", columns=METRIC_COLUMNS,
+    ),
+    Command(
+        ("show", "consistency"), ShowConsistency,
+        "Does every core hold the same (epoch, seq) of every site?",
+        APPLIANCE, resultKey="result", shape="consistency",
+    ),
+    Command(
+        ("show", "services"), ShowSiteServices,
+        "The site emulator's services, their metrics, and which are pinned.",
+        SITE, columns=SITE_SERVICE_COLUMNS,
+    ),
+    Command(
+        ("set", "service"), SetSiteService,
+        "Pin metrics of a site emulator's service (they hold until unset).",
+        SITE, arguments=(Argument("NAME", "name", entity="service"),),
+        options=METRIC_OPTIONS, optionsInto="values", needsOption=True,
+        resultKey="row", shape="row", columns=SITE_SERVICE_COLUMNS,
+    ),
+    Command(
+        ("unset", "service"), UnsetSiteService,
+        "Release pinned metrics: the walk, timeline or backend take over again.",
+        SITE, arguments=(Argument("NAME", "name", entity="service"),),
+        options=METRIC_OPTIONS, optionsInto="metrics", flags=True, needsOption=True,
+        resultKey="row", shape="row", columns=SITE_SERVICE_COLUMNS,
+    ),
+    Command(
+        ("help",), None, "This list, or the synopsis of the commands starting with the words given.",
+        LOCAL, arguments=(Argument("COMMAND", "topic", required=False),), shape="local",
+    ),
+    Command(("quit",), None, "Leave the console (also: exit).", LOCAL, shape="local"),
 )
 
+_ALIASES = {("exit",): ("quit",)}
 
-def parse(line: str) -> Command:
-    words = tuple(line.split())
-    if not words:
-        raise CommandError("empty command")
+_OPTION = re.compile(r"^--?([A-Za-z][A-Za-z0-9_]*)$")
+
+
+def _find(words: tuple[str, ...]) -> Optional[Command]:
+    """The command named by the longest prefix of C{words}."""
     lowered = tuple(w.lower() for w in words)
+    for alias, target in _ALIASES.items():
+        if lowered[: len(alias)] == alias:
+            lowered = target + lowered[len(alias):]
+    best = None
     for command in GRAMMAR:
-        if lowered == command.words:
-            return command
-    known = [" ".join(c.words) for c in GRAMMAR]
-    close = get_close_matches(" ".join(lowered), known, n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else f"; known commands: {', '.join(known)}"
-    raise CommandError(f"unknown command {line.strip()!r}{hint}")
+        if lowered[: len(command.words)] == command.words:
+            if best is None or len(command.words) > len(best.words):
+                best = command
+    return best
+
+
+def closest(line: str) -> Optional[Command]:
+    """The command that C{line} most resembles, if any is close."""
+    words = tuple(w.lower() for w in line.split() if not _OPTION.match(w))
+    best, score = None, 0.0
+    for command in GRAMMAR:
+        typed = " ".join(words[: len(command.words)])
+        ratio = SequenceMatcher(None, typed, command.name).ratio()
+        if ratio > score:
+            best, score = command, ratio
+    return best if score >= 0.6 else None
+
+
+def parse(line: str) -> Invocation:
+    """
+    @raise CommandError: unknown command, missing or extra argument, unknown
+        option, or a value an option cannot take; the message is one line.
+    """
+    tokens = line.split()
+    if not tokens:
+        raise CommandError("empty command")
+    command = _find(tuple(tokens))
+    if command is None:
+        near = closest(line)
+        hint = (
+            f"; did you mean {near.name!r}?"
+            if near is not None
+            else "; commands start with " + ", ".join(sorted({c.words[0] for c in GRAMMAR}))
+        )
+        raise CommandError(f"unknown command {line.strip()!r}{hint}")
+    rest = tokens[len(command.words):]
+    if command.words == ("help",):
+        return Invocation(command, {"topic": " ".join(rest)})
+
+    positional: list[str] = []
+    options: dict[str, Any] = {}
+    index = 0
+    while index < len(rest):
+        token = rest[index]
+        match = _OPTION.match(token)
+        if match is None:
+            positional.append(token)
+            index += 1
+            continue
+        option = command.option(match.group(1))
+        if option is None:
+            byName = {o.name: o for o in command.options}
+            near = get_close_matches(match.group(1), list(byName), n=1, cutoff=0.5)
+            if near:
+                hint = f"; did you mean {byName[near[0]].spelled}?"
+            elif byName:
+                hint = "; options: " + ", ".join(o.spelled for o in command.options)
+            else:
+                hint = f"; {command.name!r} takes no options"
+            raise CommandError(f"{command.name}: unknown option {token!r}{hint}")
+        if option.key in options:
+            raise CommandError(f"{command.name}: {option.spelled} given twice")
+        if command.flags:
+            options[option.key] = True
+            index += 1
+            continue
+        if index + 1 >= len(rest):
+            raise CommandError(f"{command.name}: {option.spelled} expects {option.expected()}")
+        try:
+            options[option.key] = option.convert(rest[index + 1])
+        except CommandError as e:
+            raise CommandError(f"{command.name}: {e}") from None
+        index += 2
+
+    arguments: dict[str, Any] = {}
+    for argument in command.arguments:
+        if positional:
+            arguments[argument.key] = positional.pop(0)
+        elif argument.required:
+            raise CommandError(f"{command.name}: expected {argument.metavar} (usage: {command.synopsis()})")
+    if positional:
+        raise CommandError(f"{command.name}: unexpected {positional[0]!r} (usage: {command.synopsis()})")
+    if command.needsOption and not options:
+        raise CommandError(f"{command.name}: expected at least one option (usage: {command.synopsis()})")
+    if command.optionsInto is None:
+        arguments.update(options)
+    elif command.flags:
+        arguments[command.optionsInto] = [o.key for o in command.options if o.key in options]
+    else:
+        arguments[command.optionsInto] = options
+    return Invocation(command, arguments)
+
+
+# --- rendering ---------------------------------------------------------------------
 
 
 def _cell(value: Any) -> str:
     if value is None:
         return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
     if isinstance(value, float):
         return f"{value:.1f}"
+    if isinstance(value, (list, tuple)):
+        return ",".join(_cell(v) for v in value) or "-"
+    if isinstance(value, dict):
+        return json.dumps(value, sort_keys=True)
     return str(value)
 
 
 def renderTable(rows: list[dict], columns: tuple[str, ...]) -> str:
+    """
+    An aligned table.  A column no row has is left out (the same command
+    may be answered by an appliance or a site emulator).
+    """
+    if rows:
+        columns = tuple(c for c in columns if any(c in row for row in rows)) or columns
     header = [c.upper() for c in columns]
     body = [[_cell(row.get(c)) for c in columns] for row in rows]
     widths = [max(len(h), *(len(r[i]) for r in body)) if body else len(h) for i, h in enumerate(header)]
@@ -72,12 +383,90 @@ def renderTable(rows: list[dict], columns: tuple[str, ...]) -> str:
     return "\n".join(lines)
 
 
-def render(command: Command, result: dict, asJSON: bool) -> str:
-    rows = [dict(row) for row in result[command.resultKey]]
+def _jsonable(value: Any) -> Any:
+    # AmpList rows are dicts already; this only makes tuples lists.
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def render(invocation: Invocation, result: dict, asJSON: bool) -> str:
+    """The AMP C{result} of C{invocation} as a table, or as JSON (the value, exactly)."""
+    command = invocation.command
+    value = _jsonable(result[command.resultKey])
     if asJSON:
-        return json.dumps(rows, indent=2, sort_keys=True)
-    return renderTable(rows, command.columns)
+        return json.dumps(value, indent=2, sort_keys=True)
+    if command.shape == "rows":
+        return renderTable(list(value), command.columns)
+    if command.shape == "row":
+        return renderTable([value], command.columns)
+    if command.shape == "metrics":
+        head = "  ".join(
+            f"{key} {_cell(value.get(key))}" for key in ("site", "core", "epoch", "seq", "state") if key in value
+        )
+        return head + "\n" + renderTable(list(value.get("services", [])), command.columns)
+    if command.shape == "consistency":
+        sites = value.get("sites", [])
+        cores = sorted({str(core) for site in sites for core in site.get("versions", {})}, key=_coreOrder)
+        rows = []
+        for site in sites:
+            row = {"site": site.get("site")}
+            for core in cores:
+                version = site.get("versions", {}).get(core)
+                row[f"core {core}"] = "-" if version is None else "/".join(str(v) for v in version)
+            rows.append(row)
+        verdict = "consistent: " + ("yes" if value.get("consistent") else "no")
+        return verdict + "\n" + renderTable(rows, ("site",) + tuple(f"core {c}" for c in cores))
+    raise ValueError(f"no rendering for {command.name!r}")
 
 
-def helpText() -> str:
-    return "\n".join(f"{' '.join(c.words):<20} {c.help}" for c in GRAMMAR)
+def _coreOrder(core: str):
+    return (0, int(core)) if core.isdigit() else (1, core)
+
+
+def helpText(topic: str = "") -> str:
+    """
+    Every command's synopsis and description, grouped by what answers it,
+    or only those whose name starts with C{topic}.
+    """
+    words = tuple(topic.lower().split())
+    chosen = [c for c in GRAMMAR if c.words[: len(words)] == words or words[: len(c.words)] == c.words]
+    if not chosen:
+        near = closest(topic)
+        hint = f"; did you mean {near.name!r}?" if near else ""
+        raise CommandError(f"help: no command {topic!r}{hint}")
+    lines = []
+    for target in (APPLIANCE, SITE, LOCAL):
+        group = [c for c in chosen if c.target == target]
+        if not group:
+            continue
+        if len(chosen) > 1:
+            lines.append(f"{'On an appliance' if target == APPLIANCE else 'On a site emulator' if target == SITE else 'In the console'}:")
+        for command in group:
+            lines.append(f"  {command.synopsis()}")
+            lines.append(f"      {command.help}")
+    return "\n".join(lines)
+
+
+def completionTree(entities: Optional[dict[str, list[str]]] = None) -> dict:
+    """
+    The grammar as nested words for prompt-toolkit's C{NestedCompleter}:
+    command words, then entity names (from C{entities}, by kind) where an
+    argument names one, then the option names.
+    """
+    entities = entities or {}
+    tree: dict = {}
+    for command in GRAMMAR:
+        node = tree
+        for word in command.words[:-1]:
+            node = node.setdefault(word, {})
+        tail: Optional[dict] = {o.spelled: None for o in command.options} or None
+        names = []
+        for argument in command.arguments:
+            names += entities.get(argument.entity or "", [])
+        if names:
+            tail = {name: dict(tail) if tail else None for name in names}
+        node[command.words[-1]] = tail
+    return tree

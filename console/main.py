@@ -44,10 +44,16 @@ async def _connect(reactor, description: str):
 
 
 async def runOnce(reactor, arguments, out=sys.stdout, err=sys.stderr) -> int:
-    from console.commands import CommandError, parse, render
+    """Run C{arguments.command}: parse it, call the endpoint, print the result."""
+    from console.commands import CommandError, helpText, parse, render
 
     try:
-        command = parse(arguments.command)
+        invocation = parse(arguments.command)
+        if invocation.command.amp is None:
+            # Local: help (quit means nothing in one-shot mode).
+            if invocation.command.words == ("help",):
+                out.write(helpText(invocation.arguments.get("topic", "")) + "\n")
+            return EXIT_OK
     except CommandError as e:
         err.write(f"gslb-console: {e}\n")
         return EXIT_USAGE
@@ -57,27 +63,31 @@ async def runOnce(reactor, arguments, out=sys.stdout, err=sys.stderr) -> int:
         err.write(f"gslb-console: cannot connect to {arguments.connect}: {_reason(e)} (is the appliance running?)\n")
         return EXIT_UNREACHABLE
     try:
-        result = await connection.callRemote(command.amp)
+        result = await connection.callRemote(invocation.command.amp, **invocation.arguments)
     except Exception as e:
-        err.write(f"gslb-console: {' '.join(command.words)}: {_reason(e)}\n")
+        err.write(f"gslb-console: {invocation.command.name}: {_reason(e)}\n")
         return EXIT_COMMAND_ERROR
     finally:
         connection.transport.loseConnection()
-    out.write(render(command, result, arguments.json) + "\n")
+    out.write(render(invocation, result, arguments.json) + "\n")
     return EXIT_OK
 
 
 async def runInteractive(reactor, arguments) -> int:
     from prompt_toolkit import PromptSession
+    from prompt_toolkit.completion import NestedCompleter
     from prompt_toolkit.history import FileHistory
     from prompt_toolkit.patch_stdout import patch_stdout
     from twisted.internet.defer import Deferred
 
-    from console.commands import helpText
+    from console.commands import completionTree
 
     stateDir = os.path.join(os.environ.get("XDG_STATE_HOME", os.path.expanduser("~/.local/state")), "gslb-console")
     os.makedirs(stateDir, exist_ok=True)
-    session = PromptSession(history=FileHistory(os.path.join(stateDir, "history")))
+    session = PromptSession(
+        history=FileHistory(os.path.join(stateDir, "history")),
+        completer=NestedCompleter.from_nested_dict(completionTree()),
+    )
     with patch_stdout():
         while True:
             try:
@@ -87,11 +97,8 @@ async def runInteractive(reactor, arguments) -> int:
             line = line.strip()
             if not line:
                 continue
-            if line in ("quit", "exit"):
+            if line.split()[0].lower() in ("quit", "exit"):
                 return EXIT_OK
-            if line == "help":
-                print(helpText())
-                continue
             arguments.command = line
             await runOnce(reactor, arguments)
 
@@ -103,10 +110,27 @@ def _ensureFuture(coroutine):
 
 
 def _reason(e: Exception) -> str:
+    """One line for an error: the remote message, without AMP's wrapping."""
+    from twisted.protocols import amp
     from twisted.python.failure import Failure
 
     if isinstance(e, Failure):
-        return e.getErrorMessage()
+        e = e.value
+    if isinstance(e, amp.UnhandledCommand):
+        return "not a command of this endpoint (an appliance and a site emulator know different commands)"
+    if isinstance(e, amp.RemoteAmpError):
+        description = e.description
+        if isinstance(description, bytes):
+            description = description.decode("utf-8", "replace")
+        if e.errorCode == amp.UNHANDLED_ERROR_CODE or "Unhandled Command" in str(description):
+            return "not a command of this endpoint (an appliance and a site emulator know different commands)"
+        return str(description)
+    if isinstance(e, (KeyError, ValueError)) and e.args:
+        # A known error of the command: its message as the remote side wrote it.
+        message = e.args[0]
+        if isinstance(message, bytes):
+            message = message.decode("utf-8", "replace")
+        return str(message)
     return str(e) or type(e).__name__
 
 

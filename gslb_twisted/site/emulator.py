@@ -1,0 +1,458 @@
+"""
+The remote site appliance emulator as a service tree:
+
+    SiteEmulatorService (MultiService)    the model, its tick, the MEP sessions
+     ├─ BackendCheck × services with a `backend` URL
+     ├─ ClientService × appliances this site dials (lower-IP rule)
+     ├─ StreamServerEndpointService       the MEP listener, when some appliance dials us
+     └─ StreamServerEndpointService       the control endpoint (AMP), for gslb-console
+
+L{SiteEmulatorService} only stores its collaborators and builds the pure
+model; L{makeSiteEmulator} does the assembly (endpoints, TLS files).
+
+Every C{metrics_interval} the model ticks; what changed goes to every
+established MEP session as one DELTA.  A session gets a SNAPSHOT when it is
+established and whenever it asks for a RESYNC.  Console commands change
+the model and are published at once, without waiting for the tick.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import random
+import weakref
+from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
+
+from twisted.application.internet import ClientService, StreamServerEndpointService, backoffPolicy
+from twisted.application.service import MultiService
+from twisted.internet import defer
+from twisted.internet.endpoints import (
+    SSL4ServerEndpoint,
+    TCP4ClientEndpoint,
+    TCP4ServerEndpoint,
+    TCP6ClientEndpoint,
+    TCP6ServerEndpoint,
+    serverFromString,
+    wrapClientTLS,
+)
+from twisted.internet.protocol import Factory
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+from twisted.protocols import amp
+from zope.interface import implementer
+
+from gslb_twisted.config import ConfigError, MEPPeer, Site, Topology
+from gslb_twisted.mep.rules import initiates
+from gslb_twisted.mep.session import IMEPHandler, MEPSession
+from gslb_twisted.protocol.commands import SetSiteService, ShowMEP, ShowSiteServices, UnsetSiteService
+from gslb_twisted.site.model import Delta, SiteModel
+from gslb_twisted.site.sources import BackendCheck
+
+# Reconnection to an appliance: 0.2 s, 0.4 s, ... doubling up to 5 s, plus
+# up to 0.1 s of jitter so that sites do not reconnect in step.
+RECONNECT_INITIAL = 0.1
+RECONNECT_FACTOR = 2.0
+RECONNECT_MAX = 5.0
+# How long one TCP connection attempt may take.
+CONNECT_TIMEOUT = 5.0
+
+
+class NoSuchEntity(KeyError):
+    """A name the site does not have.  Its C{str} is the plain message (AMP sends it)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "no such entity"
+
+
+def knownAppliances(topology: Topology, site: Site) -> tuple[MEPPeer, ...]:
+    """
+    Every appliance the site exchanges metrics with: the topology's
+    C{[appliance]}, then C{[site.emulator] peers}.
+    """
+    appliance = topology.appliance
+    peers = [MEPPeer(appliance.name, appliance.ip, appliance.mep_port)]
+    for peer in site.emulator.peers if site.emulator else ():
+        if peer.name not in {p.name for p in peers}:
+            peers.append(peer)
+    return tuple(peers)
+
+
+def mepPlan(site: Site, peers: Iterable[MEPPeer]) -> tuple[list[MEPPeer], list[MEPPeer]]:
+    """
+    The lower-IP rule applied to every peer: (the peers this site dials,
+    the peers expected to dial this site).
+    """
+    dial, accept = [], []
+    for peer in peers:
+        (dial if initiates(site.ip, site.name, peer.ip, peer.name) else accept).append(peer)
+    return dial, accept
+
+
+def reconnectPolicy(streak: Callable[[], int], jitter: Callable[[], float] = lambda: random.random() * 0.1):
+    """
+    ClientService's retry policy, counting as failures the sessions that
+    connected but never authenticated (C{streak()}): a peer that refuses us
+    is retried with the same growing backoff as one that does not answer.
+    """
+    policy = backoffPolicy(RECONNECT_INITIAL, RECONNECT_MAX, RECONNECT_FACTOR, jitter)
+    return lambda attempt: policy(max(attempt, streak()))
+
+
+def _family(ip: str) -> int:
+    return ipaddress.ip_address(ip).version
+
+
+
+@implementer(IMEPHandler)
+class SiteEmulatorService(MultiService):
+    """
+    One remote site: its model, ticked every C{metrics_interval}, and the
+    MEP sessions its metrics go to.  The handler of every session.
+
+    @param reactor: the clock (and, for L{makeSiteEmulator}, the reactor).
+    @param topology: the whole topology.
+    @param siteName: which of its sites this is.
+    @param httpClient: a treq-like client for the backend checks (C{None}:
+        no backend checks).
+    @param sessionFactory: builds a MEP session from L{MEPSession}'s
+        keyword arguments (tests pass fakes).
+
+    @ivar established: the established MEP sessions, in order.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        reactor: Any,
+        topology: Topology,
+        siteName: str,
+        httpClient: Any = None,
+        sessionFactory: Optional[Callable[..., Any]] = None,
+    ) -> None:
+        super().__init__()
+        self.reactor = reactor
+        self.topology = topology
+        self.site: Site = topology.siteByName[siteName]
+        self.appliances = knownAppliances(topology, self.site)
+        self.interval = topology.appliance.metrics_interval
+        self.deadInterval = topology.appliance.dead_interval
+        secret = topology.appliance.mep_secret
+        self.secret = secret.encode("utf-8") if secret else None
+        self.sessionFactory = sessionFactory or MEPSession
+        emulator = self.site.emulator
+        self.siteServices = [s for s in topology.services if s.site == siteName]
+        self.model = SiteModel(
+            self.siteServices,
+            seed=emulator.seed if emulator else None,
+            timeline=emulator.timeline if emulator else (),
+        )
+        self.established: list = []
+        self.sessions: "weakref.WeakSet" = weakref.WeakSet()  # every session built, for `show mep`
+        self.refusals: dict[str, int] = {}  # dialled peer -> sessions in a row lost before authenticating
+        self._dialled: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+        self.loop = LoopingCall(self.tick)
+        self.loop.clock = reactor
+        if httpClient is not None:
+            for service in self.siteServices:
+                if service.backend:
+                    BackendCheck(
+                        service.name, service.backend, httpClient, reactor, self.interval, self.backendReport
+                    ).setServiceParent(self)
+
+    # --- service ---------------------------------------------------------------
+
+    def startService(self) -> None:
+        delta = self.model.begin(self.reactor.seconds())
+        if delta is not None:
+            self._logTransitions(delta)
+        for service in self.siteServices:
+            self.log.info(
+                "site {site}: service {service} starts {state}",
+                site=self.site.name, service=service.name, state=self.model.published[service.name]["state"],
+            )
+        self.loop.start(self.interval, now=False).addErrback(
+            lambda f: self.log.failure("site {site}: the metric tick stopped", f, site=self.site.name)
+        )
+        super().startService()
+
+    def stopService(self) -> defer.Deferred:
+        if self.loop.running:
+            self.loop.stop()
+        for session in list(self.sessions):
+            session.close("shutdown", f"site {self.site.name} is stopping")
+        return defer.maybeDeferred(super().stopService)
+
+    # --- publication -------------------------------------------------------------
+
+    def tick(self) -> None:
+        """Advance the model and push what changed."""
+        self._push(self.model.tick(self.reactor.seconds()))
+
+    def publish(self) -> Optional[Delta]:
+        """Push what changed since the last push, without advancing time."""
+        delta = self.model.collect()
+        self._push(delta)
+        return delta
+
+    def _push(self, delta: Optional[Delta]) -> None:
+        if delta is None:
+            return
+        self._logTransitions(delta)
+        changes = {name: dict(values) for name, values in delta.changes.items()}
+        for session in list(self.established):
+            try:
+                session.sendDelta(delta.seq, delta.baseSeq, changes)
+            except Exception:
+                self.log.failure("site {site}: sending a DELTA to {peer}", site=self.site.name, peer=session.peerName)
+
+    def _logTransitions(self, delta: Delta) -> None:
+        for name, values in delta.changes.items():
+            if "state" in values:
+                self.log.info(
+                    "site {site}: service {service} is now {state} (from the {source})",
+                    site=self.site.name, service=name, state=values["state"],
+                    source=self.model.source(name, "state"),
+                )
+
+    def backendReport(self, name: str, state: str, responseTime: Optional[float]) -> None:
+        """A backend check's verdict; published with the next tick."""
+        self.model.setBackend(name, state, responseTime)
+
+    # --- control -------------------------------------------------------------------
+
+    def _known(self, name: str) -> None:
+        if name not in self.model.services:
+            known = ", ".join(self.model.services) or "none"
+            raise NoSuchEntity(f"no service {name!r} at site {self.site.name} (its services: {known})")
+
+    def setService(self, name: str, values: Mapping[str, Any]) -> dict:
+        """
+        Pin C{values} (console C{set service}) and publish at once.
+
+        @raise NoSuchEntity: unknown service.
+        @raise ValueError: unknown metric or bad value.
+        """
+        self._known(name)
+        if not isinstance(values, dict):
+            raise ValueError("expected a table of metric values")
+        pinned = self.model.pin(name, values)
+        self.log.info("site {site}: service {service} pinned {values}", site=self.site.name, service=name, values=pinned)
+        self.publish()
+        return self.model.row(name)
+
+    def unsetService(self, name: str, metrics: Sequence[str]) -> dict:
+        """Release pins (console C{unset service}) and publish at once."""
+        self._known(name)
+        self.model.unpin(name, metrics)
+        self.log.info("site {site}: service {service} released {metrics}", site=self.site.name, service=name,
+                      metrics=", ".join(metrics))
+        self.publish()
+        return self.model.row(name)
+
+    def describeSessions(self) -> list[dict]:
+        """C{show mep} on a site emulator: one row per MEP session."""
+        rows = []
+        for session in sorted(self.sessions, key=lambda s: (s.peerName or "", s.direction or "")):
+            rows.append({
+                "site": self.site.name,
+                "peer": session.peerName or self._dialled.get(session),
+                "direction": session.direction,
+                "state": session.state,
+                "frames_in": session.framesIn,
+                "frames_out": session.framesOut,
+                "bytes_in": session.bytesIn,
+                "bytes_out": session.bytesOut,
+                "auth_failures": session.authFailures,
+                "rtt": session.rtt,
+                "rtt_ms": None if session.rtt is None else round(session.rtt * 1000, 3),
+                "seq": session.lastSeq,
+            })
+        return rows
+
+    # --- MEP -----------------------------------------------------------------------
+
+    def buildSession(self, direction: str, expectedPeer: Optional[str] = None):
+        """A MEP session in the site role, with this service as its handler."""
+        session = self.sessionFactory(
+            role="site",
+            localName=self.site.name,
+            secret=self.secret,
+            clock=self.reactor,
+            keepaliveInterval=self.interval,
+            deadInterval=self.deadInterval,
+            handler=self,
+            expectedPeer=expectedPeer,
+        )
+        session.direction = direction
+        self.sessions.add(session)
+        if expectedPeer is not None:
+            self._dialled[session] = expectedPeer
+        return session
+
+    def authenticated(self, session) -> bool:
+        if session.peerName not in {p.name for p in self.appliances}:
+            self.log.warn(
+                "site {site}: refusing MEP peer {peer}: not an appliance of the topology",
+                site=self.site.name, peer=session.peerName,
+            )
+            return False
+        if session in self._dialled:
+            self.refusals[self._dialled[session]] = 0
+        self.established.append(session)
+        session.sendSnapshot(*self.model.snapshot())
+        self.log.info(
+            "site {site}: MEP with {peer} up ({direction})",
+            site=self.site.name, peer=session.peerName, direction=session.direction,
+        )
+        return True
+
+    def snapshotReceived(self, session, seq, services) -> None:
+        """Only for the appliance role: a site session never gets one."""
+
+    def deltaReceived(self, session, seq, baseSeq, changes) -> None:
+        """Only for the appliance role: a site session never gets one."""
+
+    def resyncRequested(self, session) -> None:
+        self.log.info("site {site}: {peer} asked for a resync", site=self.site.name, peer=session.peerName)
+        session.sendSnapshot(*self.model.snapshot())
+
+    def rttMeasured(self, session, rtt) -> None:
+        """The session keeps its RTT; C{show mep} reads it there."""
+
+    def sessionLost(self, session, reason: str) -> None:
+        wasUp = session in self.established
+        if wasUp:
+            self.established.remove(session)
+            self.log.info(
+                "site {site}: MEP with {peer} down ({reason})",
+                site=self.site.name, peer=session.peerName, reason=reason,
+            )
+        elif session in self._dialled:
+            peer = self._dialled[session]
+            self.refusals[peer] = self.refusals.get(peer, 0) + 1
+
+    # --- assembly helpers -------------------------------------------------------------
+
+    def connector(self, peer: MEPPeer, clientTLS: Any = None) -> ClientService:
+        """
+        A reconnecting MEP client to C{peer}, from the site's own address
+        (so the appliance sees which site it is).
+        """
+        if _family(peer.ip) == 4:
+            bind = (self.site.ip, 0) if _family(self.site.ip) == 4 else None
+            endpoint = TCP4ClientEndpoint(self.reactor, peer.ip, peer.mep_port, CONNECT_TIMEOUT, bind)
+        else:
+            bind = (self.site.ip, 0) if _family(self.site.ip) == 6 else None
+            endpoint = TCP6ClientEndpoint(self.reactor, peer.ip, peer.mep_port, CONNECT_TIMEOUT, bind)
+        if clientTLS is not None:
+            endpoint = wrapClientTLS(clientTLS(peer), endpoint)
+        factory = Factory.forProtocol(lambda: self.buildSession("outbound", peer.name))
+        factory.noisy = False  # ClientService logs each attempt already
+        service = ClientService(
+            endpoint,
+            factory,
+            retryPolicy=reconnectPolicy(lambda: self.refusals.get(peer.name, 0)),
+            clock=self.reactor,
+        )
+        service.setName(f"mep to {peer.name}")
+        return service
+
+    def listener(self, serverTLS: Any = None) -> StreamServerEndpointService:
+        """The MEP listener on (site ip, site mep_port), for appliances that dial us."""
+        ip, port = self.site.ip, self.site.mep_port
+        if serverTLS is not None:
+            endpoint = SSL4ServerEndpoint(self.reactor, port, serverTLS, interface=ip)
+        elif _family(ip) == 4:
+            endpoint = TCP4ServerEndpoint(self.reactor, port, interface=ip)
+        else:
+            endpoint = TCP6ServerEndpoint(self.reactor, port, interface=ip)
+        service = StreamServerEndpointService(endpoint, Factory.forProtocol(lambda: self.buildSession("inbound")))
+        service.setName("mep listener")
+        return service
+
+
+class SiteControlProtocol(amp.AMP):
+    """What gslb-console talks to on a site emulator."""
+
+    def __init__(self, emulator: SiteEmulatorService) -> None:
+        super().__init__()
+        self.emulator = emulator
+
+    @ShowSiteServices.responder
+    def showServices(self) -> dict:
+        return {"rows": self.emulator.model.rows()}
+
+    @SetSiteService.responder
+    def setService(self, name: str, values: Any) -> dict:
+        return {"row": self.emulator.setService(name, values)}
+
+    @UnsetSiteService.responder
+    def unsetService(self, name: str, metrics: list) -> dict:
+        return {"row": self.emulator.unsetService(name, metrics)}
+
+    @ShowMEP.responder
+    def showMEP(self) -> dict:
+        return {"rows": self.emulator.describeSessions()}
+
+
+def controlEndpointDescription(site: Site, override: Optional[str] = None) -> str:
+    """The control endpoint: C{override}, else the site's, else C{unix:NAME.ctl}."""
+    from gslb_twisted.supervisor import unixModeControl
+
+    description = override or (site.emulator.control if site.emulator else None) or f"unix:{site.name}.ctl"
+    return unixModeControl(description)
+
+
+def makeSiteEmulator(
+    reactor: Any,
+    topology: Topology,
+    siteName: str,
+    control: Optional[str] = None,
+    httpClient: Any = None,
+) -> SiteEmulatorService:
+    """
+    Assemble the whole emulator: the service, its MEP connectors or
+    listener per the lower-IP rule (none when the site has
+    C{metric_exchange = false}), TLS when C{mep_tls}, and the control
+    endpoint.  Reads the TLS files: call it before the reactor runs.
+    """
+    emulator = SiteEmulatorService(reactor, topology, siteName, httpClient=httpClient)
+    site = emulator.site
+    appliance = topology.appliance
+    if site.metric_exchange:
+        dial, accept = mepPlan(site, emulator.appliances)
+        clientTLS = serverTLS = None
+        if appliance.mep_tls:
+            from gslb_twisted.mep import tls
+
+            # One lab certificate for every MEP end: it is also the trust root.
+            try:
+                if accept:
+                    serverTLS = tls.serverContextFactory(appliance.mep_tls_cert, appliance.mep_tls_key)
+                if dial:
+                    tls.clientContextFactory(appliance.ip, caPath=appliance.mep_tls_cert)  # readable?
+
+                    def clientTLS(peer):
+                        return tls.clientContextFactory(peer.ip, caPath=appliance.mep_tls_cert)
+            except Exception as e:  # OSError, ValueError, OpenSSL errors
+                raise ConfigError(
+                    topology.path, "[appliance]", "mep_tls_cert",
+                    f"expected readable PEM files for mep_tls_cert and mep_tls_key ({e})", hasFound=False,
+                ) from None
+        for peer in dial:
+            emulator.connector(peer, clientTLS).setServiceParent(emulator)
+        if accept:
+            emulator.listener(serverTLS).setServiceParent(emulator)
+    description = controlEndpointDescription(site, control)
+    try:
+        endpoint = serverFromString(reactor, description)
+    except (ValueError, KeyError, TypeError) as e:
+        raise ConfigError(
+            topology.path, f"[[site]] {site.name!r} emulator", "control",
+            f"expected an endpoint string such as \"unix:{site.name}.ctl\" ({e})", description,
+        ) from None
+    control = StreamServerEndpointService(endpoint, Factory.forProtocol(lambda: SiteControlProtocol(emulator)))
+    control.setName("control")
+    control.setServiceParent(emulator)
+    return emulator
