@@ -136,6 +136,7 @@ class Appliance:
     mep_tls: bool
     mep_tls_cert: Optional[str]
     mep_tls_key: Optional[str]
+    mep_tls_ca: Optional[str]
     metrics_interval: float
     dead_interval: float
     consolidation_interval: float
@@ -519,6 +520,7 @@ def _appliance(path: str, raw: Any) -> Appliance:
         mep_tls=t.get("mep_tls", _bool, "true or false", False),
         mep_tls_cert=t.get("mep_tls_cert", _str, "a certificate file path", None),
         mep_tls_key=t.get("mep_tls_key", _str, "a private key file path", None),
+        mep_tls_ca=t.get("mep_tls_ca", _str, "a CA certificate file path (default: mep_tls_cert)", None),
         metrics_interval=t.get(
             "metrics_interval", _number(0, exclusive=True), "a number of seconds above 0", 1.0
         ),

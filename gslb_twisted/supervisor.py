@@ -31,13 +31,25 @@ from zope.interface import implementer
 
 from gslb_twisted.endpoints import DNSEndpoint, bindDNSSocket
 from gslb_twisted.logs import publishCoreEvent
+from gslb_twisted.mastership import ClaimTable, pickCore
 from gslb_twisted.protocol.commands import (
+    AssignSite,
+    ClaimSite,
+    CoreInspect,
     CoreReady,
     CoreStatus,
     Deliver,
+    Hello,
     LogEvent,
+    MasterChanged,
     Publish,
+    ReleaseSite,
+    ShowConsistency,
     ShowCores,
+    ShowMEP,
+    ShowMetrics,
+    ShowServices,
+    ShowSites,
 )
 from gslb_twisted.respawn import RespawnPolicy
 
@@ -45,6 +57,9 @@ from gslb_twisted.respawn import RespawnPolicy
 CHILD_AMP_IN = 3
 CHILD_AMP_OUT = 4
 FIRST_SOCKET_FD = 5
+
+# Seconds after start-up after which sites that dial in may go to any core.
+BOOT_DEADLINE = 10.0
 
 # How long `show cores` waits for a core's own figures.
 STATUS_TIMEOUT = 1.0
@@ -56,37 +71,48 @@ STATUS_TIMEOUT = 1.0
 @dataclass
 class SharedSockets:
     """
-    The DNS listening sockets, bound once by the supervisor.  The
-    supervisor never reads them: each core adopts its inherited copy.
+    Listening sockets bound once by the supervisor and inherited by every
+    core: the DNS sockets (unless cores bind their own with SO_REUSEPORT)
+    and the MEP listener for sites that dial the appliance.  The supervisor
+    never reads them: each core adopts its inherited copy.
     """
 
     endpoints: Sequence[DNSEndpoint]
     sockets: list = field(default_factory=list)
+    mep: Optional[socket.socket] = None
 
     @classmethod
-    def bind(cls, endpoints: Sequence[DNSEndpoint]) -> "SharedSockets":
+    def bind(cls, endpoints: Sequence[DNSEndpoint], mep: Optional[DNSEndpoint] = None) -> "SharedSockets":
         shared = cls(endpoints)
         try:
             for endpoint in endpoints:
                 shared.sockets.append(bindDNSSocket(endpoint))
+            if mep is not None:
+                shared.mep = bindDNSSocket(mep)
         except BaseException:
             shared.close()
             raise
         return shared
 
+    def _all(self) -> list:
+        return self.sockets + ([self.mep] if self.mep is not None else [])
+
     def childFDs(self) -> dict[int, int]:
-        return {FIRST_SOCKET_FD + i: s.fileno() for i, s in enumerate(self.sockets)}
+        return {FIRST_SOCKET_FD + i: s.fileno() for i, s in enumerate(self._all())}
 
     def coreArguments(self) -> list[str]:
         arguments = []
         for i, (endpoint, sock) in enumerate(zip(self.endpoints, self.sockets)):
             arguments += ["--inherit", f"{endpoint.transport}:{FIRST_SOCKET_FD + i}:{int(sock.family)}"]
+        if self.mep is not None:
+            arguments += ["--inherit-mep", f"tcp:{FIRST_SOCKET_FD + len(self.sockets)}:{int(self.mep.family)}"]
         return arguments
 
     def close(self) -> None:
-        for sock in self.sockets:
+        for sock in self._all():
             sock.close()
         self.sockets = []
+        self.mep = None
 
 
 def resolvePorts(endpoints: Sequence[DNSEndpoint]) -> list[DNSEndpoint]:
@@ -157,6 +183,22 @@ class CoreConnection(amp.AMP):
         self.supervisor.hub.publish(self.slot.core, topic, body, target)
         return {}
 
+    @Hello.responder
+    def hello(self, core: int) -> dict:
+        return {"masters": self.supervisor.hub.masters()}
+
+    @ClaimSite.responder
+    def claimSite(self, site: str, takeover: bool) -> dict:
+        claim = self.supervisor.hub.claim(site, self.slot.core, takeover)
+        if claim is None:
+            return {"granted": False, "epoch": 0}
+        return {"granted": True, "epoch": claim.epoch}
+
+    @ReleaseSite.responder
+    def releaseSite(self, site: str, epoch: int) -> dict:
+        self.supervisor.hub.release(site, self.slot.core, epoch)
+        return {}
+
     @LogEvent.responder
     def logEvent(self, event: str) -> dict:
         try:
@@ -217,16 +259,40 @@ class CoreProcessProtocol(ProcessProtocol):
 
 class Hub:
     """
-    Relays what one core publishes to the others.  Each core's messages
-    arrive in order on its own pipe and are written, in that order, to
-    every other core's pipe, so order per sender holds end to end.
+    Relays what one core publishes to the others, and arbitrates which core
+    masters each site.
+
+    Each core's messages arrive in order on its own pipe and are written, in
+    that order, to every other core's pipe, so order per sender holds end to
+    end.  Claims are granted one per site at a time with a rising epoch
+    (L{ClaimTable}); every change is announced to every core, in order.
+
+    @param assignable: the sites the hub gives a master to itself (those the
+        appliance dials, and those without MEP), spreading them over the
+        cores; the others are claimed by the core that accepts their
+        connection.
     """
 
     log = Logger()
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        assignable: Sequence[str] = (),
+        serving: Callable[[], Sequence[int]] = tuple,
+        sites: Sequence[str] = (),
+        coreCount: int = 1,
+    ) -> None:
         self.connections: dict[int, amp.AMP] = {}
         self.relayed = 0
+        self.claims = ClaimTable()
+        self.assignable = tuple(assignable)
+        self.serving = serving
+        # Each site has a preferred core (sites dealt round the cores in
+        # name order); while the appliance boots, only that core may take a
+        # site that dials in, so that sites spread however the kernel
+        # hands out the first connections.
+        self.preferred = {site: index % max(coreCount, 1) for index, site in enumerate(sorted(sites))}
+        self.booting = True
 
     def join(self, core: int, connection: amp.AMP) -> None:
         self.connections[core] = connection
@@ -243,6 +309,76 @@ class Hub:
         for core in destinations:
             self.connections[core].callRemote(Deliver, sender=sender, topic=topic, body=body)
             self.relayed += 1
+
+    # Mastership
+
+    def masters(self) -> list:
+        return [[site, claim.core, claim.epoch] for site, claim in sorted(self.claims.claims.items())]
+
+    def _announce(self, site: str, core: Optional[int], epoch: int) -> None:
+        for connection in [self.connections[c] for c in sorted(self.connections)]:
+            if core is None:
+                connection.callRemote(MasterChanged, site=site, epoch=epoch)
+            else:
+                connection.callRemote(MasterChanged, site=site, core=core, epoch=epoch)
+
+    def claim(self, site: str, core: int, takeover: bool = False):
+        before = self.claims.holder(site)
+        if takeover and (before is None or before.core != core) and not self._mayTakeOver(core, site):
+            # A site that dials us lands on whichever core accepts first:
+            # refused by a busier core, it reconnects until a core with
+            # fewer sites accepts it, so sites spread over the cores.
+            return None
+        claim = self.claims.claim(site, core, takeover)
+        if claim is not None and claim != before:
+            self.log.info(
+                "core {core} masters site {site} (epoch {epoch})", core=core, site=site, epoch=claim.epoch
+            )
+            self._announce(site, core, claim.epoch)
+        return claim
+
+    def _mayTakeOver(self, core: int, site: str) -> bool:
+        preferred = self.preferred.get(site)
+        if self.booting and preferred is not None and preferred in self.connections:
+            return core == preferred
+        return self._leastLoaded(core, site)
+
+    def _leastLoaded(self, core: int, site: str) -> bool:
+        serving = [c for c in self.serving() if c in self.connections]
+        if core not in serving or len(serving) < 2:
+            return True
+        counts = self.claims.mastersOf()
+        current = self.claims.holder(site)
+        if current is not None:
+            counts[current.core] -= 1
+        return counts.get(core, 0) <= min(counts.get(c, 0) for c in serving)
+
+    def release(self, site: str, core: int, epoch: int) -> None:
+        if self.claims.release(site, core, epoch):
+            self._announce(site, None, epoch)
+            if site in self.assignable:
+                self.assignUnclaimed()
+
+    def assignUnclaimed(self) -> None:
+        """Give every unclaimed assignable site to the least loaded live core."""
+        for site in self.assignable:
+            if self.claims.holder(site) is not None:
+                continue
+            core = self.preferred.get(site)
+            if not self.booting or core not in self.connections:
+                core = pickCore(self.connections, self.claims.mastersOf())
+            if core is None:
+                return
+            claim = self.claim(site, core)
+            self.connections[core].callRemote(AssignSite, site=site, epoch=claim.epoch)
+
+    def coreDied(self, core: int) -> None:
+        """Its sites go to other cores (or, for sites that dial us, to nobody until they do)."""
+        for site in self.claims.coreDied(core):
+            epoch = self.claims.lastEpoch[site]
+            self.log.info("site {site} lost its master, core {core}", site=site, core=core)
+            self._announce(site, None, epoch)
+        self.assignUnclaimed()
 
 
 # --- the cores ------------------------------------------------------------------
@@ -290,14 +426,18 @@ class CoreMonitor(Service):
         extraFDs: Callable[[], dict[int, int]] = dict,
         policy: RespawnPolicy = RespawnPolicy(),
         env: Optional[dict] = None,
+        assignable: Sequence[str] = (),
+        sites: Sequence[str] = (),
     ) -> None:
         self.reactor = reactor
         self.command = command
         self.extraFDs = extraFDs
         self.policy = policy
         self.env = env
-        self.hub = Hub()
         self.slots = [CoreSlot(core, policy.minDelay) for core in range(count)]
+        self.hub = Hub(
+            assignable, lambda: [slot.core for slot in self.slots if slot.state == "up"], sites, count
+        )
 
     # Service
 
@@ -305,6 +445,11 @@ class CoreMonitor(Service):
         super().startService()
         for slot in self.slots:
             self._spawn(slot)
+        # Every core is linked (its pipes exist from the spawn on): spread
+        # the sites the hub assigns over all of them at once.
+        self.hub.assignUnclaimed()
+        # A core that never comes up must not hold its sites back for ever.
+        self.reactor.callLater(BOOT_DEADLINE, self._endBoot)
 
     def stopService(self) -> defer.Deferred:
         super().stopService()
@@ -344,15 +489,25 @@ class CoreMonitor(Service):
         slot.startedAt = self.reactor.seconds()
         self.hub.join(slot.core, protocol.connection)
         self.log.info("core {core} spawned, pid {pid}", core=slot.core, pid=slot.pid)
+        if slot.restarts:
+            # Sites orphaned while no core was alive get a master again.
+            self.hub.assignUnclaimed()
+
+    def _endBoot(self) -> None:
+        self.hub.booting = False
 
     def coreReady(self, slot: CoreSlot, pid: int) -> None:
         if slot.state == "starting":
             slot.state = "up"
+        if self.hub.booting and all(s.state == "up" for s in self.slots):
+            self.hub.booting = False
         self.log.info("core {core} (pid {pid}) is serving", core=slot.core, pid=pid)
 
     def coreEnded(self, slot: CoreSlot, reason: Failure) -> None:
         if slot.protocol is not None:
             self.hub.leave(slot.core, slot.protocol.connection)
+        if self.running:
+            self.hub.coreDied(slot.core)
         if slot.killCall is not None and slot.killCall.active():
             slot.killCall.cancel()
         slot.killCall = None
@@ -411,6 +566,27 @@ class CoreMonitor(Service):
                 asks.append(d)
         return defer.gatherResults(asks).addCallback(lambda _: self._rows())
 
+    def inspectCores(self, what: str, site: Optional[str] = None, only: Optional[int] = None,
+                     timeout: float = STATUS_TIMEOUT) -> defer.Deferred:
+        """
+        Ask every linked core (or core C{only}) what it holds; fires with
+        C{{core: result}} for the cores that answered in time.
+        """
+        asks, cores = [], []
+        for slot in self.slots:
+            if slot.protocol is None or (only is not None and slot.core != only):
+                continue
+            arguments = {"what": what} if site is None else {"what": what, "site": site}
+            d = slot.protocol.connection.callRemote(CoreInspect, **arguments)
+            d.addTimeout(timeout, self.reactor)
+            d.addCallback(lambda response: response["result"])
+            asks.append(d)
+            cores.append(slot.core)
+        gathered = defer.DeferredList(asks, consumeErrors=True)
+        return gathered.addCallback(
+            lambda results: {core: value for core, (ok, value) in zip(cores, results) if ok}
+        )
+
     def _remember(self, status: dict, slot: CoreSlot) -> None:
         slot.queries = status["queries"]
 
@@ -468,6 +644,73 @@ class ControlProtocol(amp.AMP):
     @ShowCores.responder
     def showCores(self) -> defer.Deferred:
         return self.monitor.describeCores().addCallback(lambda rows: {"cores": rows})
+
+    def _fromMasters(self, what: str, siteOf, name: Optional[str]) -> defer.Deferred:
+        """
+        One row per entity, each as the master core of its site holds it
+        (the lowest core that answered, for a site without a master).
+        """
+        hub = self.monitor.hub
+
+        def merge(byCore: dict) -> dict:
+            if not byCore:
+                raise RuntimeError("no core answered")
+            fallback = byCore[min(byCore)]
+            rows = []
+            for index, row in enumerate(fallback):
+                claim = hub.claims.holder(siteOf(row))
+                source = byCore.get(claim.core, fallback) if claim is not None else fallback
+                rows.append(source[index])
+            if name is not None:
+                rows = [row for row in rows if row["name"] == name]
+                if not rows:
+                    raise KeyError(name)
+            return {"rows": rows}
+
+        return self.monitor.inspectCores(what).addCallback(merge)
+
+    @ShowSites.responder
+    def showSites(self, name: Optional[str] = None) -> defer.Deferred:
+        return self._fromMasters("sites", lambda row: row["name"], name)
+
+    @ShowServices.responder
+    def showServices(self, name: Optional[str] = None) -> defer.Deferred:
+        return self._fromMasters("services", lambda row: row["site"], name)
+
+    @ShowMEP.responder
+    def showMEP(self) -> defer.Deferred:
+        def merge(byCore: dict) -> dict:
+            rows = [row for core in sorted(byCore) for row in byCore[core]]
+            return {"rows": rows}
+
+        return self.monitor.inspectCores("mep").addCallback(merge)
+
+    @ShowMetrics.responder
+    def showMetrics(self, site: str, core: Optional[int] = None) -> defer.Deferred:
+        if core is None:
+            claim = self.monitor.hub.claims.holder(site)
+            core = claim.core if claim is not None else 0
+
+        def pick(byCore: dict) -> dict:
+            if core not in byCore:
+                raise KeyError(f"core {core} did not answer")
+            return {"result": byCore[core]}
+
+        return self.monitor.inspectCores("metrics", site=site, only=core).addCallback(pick)
+
+    @ShowConsistency.responder
+    def showConsistency(self) -> defer.Deferred:
+        def compare(byCore: dict) -> dict:
+            sites = sorted({site for versions in byCore.values() for site in versions})
+            rows, consistent = [], bool(byCore)
+            for site in sites:
+                versions = {str(core): byCore[core].get(site) for core in sorted(byCore)}
+                if len({tuple(v) if v else None for v in versions.values()}) > 1:
+                    consistent = False
+                rows.append({"site": site, "versions": versions})
+            return {"result": {"consistent": consistent, "cores": sorted(byCore), "sites": rows}}
+
+        return self.monitor.inspectCores("versions").addCallback(compare)
 
 
 class SupervisorService(MultiService):

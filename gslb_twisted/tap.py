@@ -11,9 +11,11 @@ from twisted.application.internet import StreamServerEndpointService
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.protocol import Factory
 from twisted.python import usage
+from twisted.runner.procmon import ProcessMonitor
 
 from gslb_twisted.config import LOG_FORMATS, ConfigError, Topology, demoTopologyPath, loadTopology
-from gslb_twisted.endpoints import parseDNSEndpoint
+from gslb_twisted.mastership import hubAssigns
+from gslb_twisted.endpoints import DNSEndpoint, parseDNSEndpoint
 from gslb_twisted.supervisor import (
     ControlProtocol,
     CoreMonitor,
@@ -34,6 +36,10 @@ class Options(usage.Options):
         "core, answering DNS for the topology's GSLB domains.  With no "
         "--config it runs the built-in demo topology."
     )
+    optFlags = [
+        ["start-sites", None, "Also run a gslb-site emulator for every site with an [site.emulator] table (the default for the demo)."],
+        ["no-sites", None, "Run no site emulators, not even for the demo."],
+    ]
     optParameters = [
         ["config", "c", None, "Topology file (TOML). Default: the built-in demo (fixtures/demo.toml)."],
         ["cores", None, None, "Core processes: a number or 'auto' (default: the topology's)."],
@@ -76,6 +82,8 @@ class Options(usage.Options):
             except ValueError:
                 raise usage.UsageError("--cores must be a positive integer or 'auto'") from None
         self["cores"] = cores
+        # The demo brings its own sites; a real topology's sites are elsewhere.
+        self["sites"] = (self["start-sites"] or not self["config"]) and not self["no-sites"]
         path = self["config"] or demoTopologyPath()
         self["config"] = os.path.abspath(path)
         try:
@@ -93,6 +101,24 @@ class Options(usage.Options):
             self.parent["logger"] = "gslb_twisted.logs.jsonStdoutLogObserver"
 
 
+def siteEmulators(reactor, configPath: str, topology: Topology) -> ProcessMonitor:
+    """
+    One C{twistd -n gslb-site} child per site that has an emulator table,
+    kept running (and stopped) by procmon: the demo's remote sites.
+    """
+    monitor = ProcessMonitor(reactor=reactor)
+    for site in topology.sites:
+        if site.emulator is None:
+            continue
+        monitor.addProcess(
+            f"site-{site.name}",
+            [sys.executable, "-m", "gslb_twisted.site", "--pidfile=", "-n", "gslb-site",
+             "--config", configPath, "--site", site.name],
+            env=dict(os.environ),
+        )
+    return monitor
+
+
 def makeService(options: Options):
     from twisted.internet import reactor
 
@@ -104,32 +130,41 @@ def makeService(options: Options):
     else:
         count = options["cores"]
 
-    shared = None
+    assignable = [site.name for site in topology.sites if hubAssigns(topology, site)]
+    mep = None
+    if len(assignable) < len(topology.sites):
+        # Some sites dial us (lower-IP rule): listen for MEP.
+        appliance = topology.appliance
+        mep = DNSEndpoint("tcp", appliance.mep_port, appliance.ip)
     try:
         if options["socket-sharing"] == "inherit":
-            shared = SharedSockets.bind(options["dns"])
+            shared = SharedSockets.bind(options["dns"], mep)
             socketArguments = shared.coreArguments
-            extraFDs = shared.childFDs
         else:
+            shared = SharedSockets.bind([], mep)
             endpoints = resolvePorts(options["dns"])
             reuseArguments = []
             for endpoint in endpoints:
                 reuseArguments += ["--reuseport", f"{endpoint.transport}:{endpoint.port}:{endpoint.interface}"]
 
             def socketArguments():
-                return reuseArguments
+                return reuseArguments + shared.coreArguments()
 
-            extraFDs = dict
+        extraFDs = shared.childFDs
     except OSError as e:
-        raise SystemExit(f"twistd gslb: cannot listen for DNS: {e.strerror or e}") from None
+        raise SystemExit(f"twistd gslb: cannot listen: {e.strerror or e}") from None
 
     monitor = CoreMonitor(
         reactor,
         count,
         coreCommand(options["config"], socketArguments, sys.executable),
         extraFDs=extraFDs,
+        assignable=assignable,
+        sites=[site.name for site in topology.sites],
     )
     root = SupervisorService(monitor, shared)
+    if options["sites"]:
+        siteEmulators(reactor, options["config"], topology).setServiceParent(root)
     control = options["control"] or topology.appliance.control
     endpoint = serverFromString(reactor, unixModeControl(control))
     StreamServerEndpointService(

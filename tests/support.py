@@ -28,6 +28,7 @@ TOPOLOGY = """
 name = "test"
 ip = "127.0.0.5"
 cores = 2
+mep_port = MEP_PORT
 
 [[zone]]
 name = "test.gslb"
@@ -153,9 +154,11 @@ class Appliance:
         self.directory = os.path.abspath(testCase.mktemp())
         os.makedirs(self.directory)
         self.config = os.path.join(self.directory, "topology.toml")
-        with open(self.config, "w") as f:
-            f.write(topology)
         self.port = freePort()
+        # Every appliance of a test run listens for MEP on a port of its own.
+        self.mepPort = freePort("127.0.0.5")
+        with open(self.config, "w") as f:
+            f.write(topology.replace("MEP_PORT", str(self.mepPort)))
         # A unix socket path must fit in 108 bytes: trial's temp paths do not.
         socketDirectory = tempfile.mkdtemp(prefix="gslb-")
         testCase.addCleanup(shutil.rmtree, socketDirectory, True)
@@ -189,6 +192,7 @@ class Appliance:
             self.collector, TWISTD, self.args, env=dict(os.environ), path=self.directory
         )
         self.pid = self.process.pid
+        self.testCase.addCleanup(self.saveOutput)
         self.testCase.addCleanup(self.stop)
 
     async def waitUntilServing(self, deadline: float = 30.0) -> None:
@@ -226,6 +230,11 @@ class Appliance:
         os.kill(self.pid, sig)
         await poll(lambda: self.collector.ended.called, deadline, what="the appliance to exit")
 
+    def saveOutput(self) -> None:
+        """Keep what it logged beside the test, for whoever reads a failure."""
+        with open(os.path.join(self.directory, "appliance.log"), "w") as f:
+            f.write(self.output)
+
     def assertCleanExit(self) -> None:
         """
         It stopped on request: twistd exits re-raising the SIGTERM it got,
@@ -256,3 +265,54 @@ def alive(pid: int) -> bool:
     except (FileNotFoundError, ProcessLookupError, IndexError):
         return False
     return state != "Z"
+
+
+class SiteProcess:
+    """
+    One C{twistd -n gslb-site} of a topology, with its own control socket.
+    """
+
+    def __init__(self, testCase, config: str, site: str) -> None:
+        self.testCase = testCase
+        self.config = config
+        self.site = site
+        socketDirectory = tempfile.mkdtemp(prefix="gslb-site-")
+        testCase.addCleanup(shutil.rmtree, socketDirectory, True)
+        self.control = "unix:" + os.path.join(socketDirectory, f"{site}.ctl")
+        self.collector: Optional[_Collector] = None
+        self.pid: Optional[int] = None
+
+    def start(self, config: Optional[str] = None) -> None:
+        self.collector = _Collector()
+        args = [TWISTD, "--pidfile=", "-n", "gslb-site", "--config", config or self.config,
+                "--site", self.site, "--control", self.control]
+        process = reactor.spawnProcess(self.collector, TWISTD, args, env=dict(os.environ),
+                                       path=os.path.dirname(self.config))
+        self.pid = process.pid
+        self.testCase.addCleanup(self.saveOutput)
+        self.testCase.addCleanup(self.stop)
+
+    def saveOutput(self) -> None:
+        with open(os.path.join(os.path.dirname(self.config), f"site-{self.site}.log"), "a") as f:
+            f.write(self.output)
+
+    @property
+    def output(self) -> str:
+        return self.collector.output.decode("utf-8", "replace") if self.collector else ""
+
+    async def console(self, command: str):
+        out, err, code = await getProcessOutputAndValue(
+            CONSOLE, ["--connect", self.control, "-c", command, "--json"], env=dict(os.environ)
+        )
+        if code != 0:
+            raise AssertionError(f"site {self.site}: gslb-console -c {command!r} exited {code}: {err.decode()}")
+        return json.loads(out) if out.strip() else None
+
+    async def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.collector is None or self.collector.ended.called:
+            return
+        try:
+            os.kill(self.pid, sig)
+        except ProcessLookupError:
+            return
+        await poll(lambda: self.collector.ended.called, 30, what=f"site {self.site} to exit")

@@ -156,7 +156,7 @@ class BadConfigTests(TestCase):
         os.makedirs(directory)
         path = os.path.join(directory, "bad.toml")
         with open(path, "w") as f:
-            f.write(TOPOLOGY.replace('ip = "198.51.100.10"', 'ip = "198.51.100.10"\nport = "80"'))
+            f.write(TOPOLOGY.replace("MEP_PORT", "3011").replace('ip = "198.51.100.10"', 'ip = "198.51.100.10"\nport = "80"'))
         port = freePort()
         out, err, code = await getProcessOutputAndValue(
             TWISTD,

@@ -11,8 +11,10 @@ import sys
 from twisted.internet.stdio import StandardIO
 from twisted.logger import Logger, globalLogBeginner
 from twisted.python import usage
+from twisted.python.failure import Failure
 
 from gslb_twisted.config import ConfigError, loadTopology
+from gslb_twisted.core.gslb import CoreGSLB, mepClientTLS
 from gslb_twisted.core.service import CoreService, DNSSocket, SupervisorLink
 from gslb_twisted.dns.authority import Authority
 from gslb_twisted.logs import CoreLogForwarder
@@ -30,6 +32,7 @@ class CoreOptions(usage.Options):
     def __init__(self) -> None:
         super().__init__()
         self["sockets"] = []
+        self["mep"] = None
 
     def opt_inherit(self, spec: str) -> None:
         """A DNS socket inherited as a descriptor: TRANSPORT:FD:FAMILY."""
@@ -37,6 +40,13 @@ class CoreOptions(usage.Options):
             self["sockets"].append(DNSSocket.inherited(spec))
         except ValueError:
             raise usage.UsageError(f"--inherit {spec!r}: expected TRANSPORT:FD:FAMILY") from None
+
+    def opt_inherit_mep(self, spec: str) -> None:
+        """The MEP listening socket, inherited: tcp:FD:FAMILY."""
+        try:
+            self["mep"] = DNSSocket.inherited(spec)
+        except ValueError:
+            raise usage.UsageError(f"--inherit-mep {spec!r}: expected tcp:FD:FAMILY") from None
 
     def opt_reuseport(self, spec: str) -> None:
         """A DNS socket to bind with SO_REUSEPORT: TRANSPORT:PORT:ADDRESS."""
@@ -68,7 +78,25 @@ def main(argv: list[str]) -> int:
     forwarder = CoreLogForwarder()
     globalLogBeginner.beginLoggingTo([forwarder], redirectStandardIO=False)
 
-    core = CoreService(reactor, options["core"], Authority.fromTopology(topology), options["sockets"])
+    authority = Authority.fromTopology(topology)
+    secret = topology.appliance.mep_secret
+    core = CoreService(
+        reactor,
+        options["core"],
+        authority,
+        options["sockets"],
+        options["mep"],
+        gslbFactory=lambda service: CoreGSLB(
+            reactor,
+            options["core"],
+            topology,
+            authority,
+            publish=service.publish,
+            callHub=lambda command, **arguments: service.link.callRemote(command, **arguments),
+            secret=secret.encode("utf-8") if secret else None,
+            clientTLS=mepClientTLS(topology),
+        ),
+    )
 
     def supervisorGone() -> None:
         if reactor.running:
@@ -80,14 +108,21 @@ def main(argv: list[str]) -> int:
         # Ctrl-C at a terminal reaches the whole process group: a core is
         # stopped by its supervisor (TERM), not by the keyboard.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        def cannotStart(failure) -> None:
+            # Without its sockets a core is useless: exit, and let the
+            # supervisor respawn it with backoff.
+            log.failure("core {core} cannot start", failure, core=options["core"])
+            exitCode.append(1)
+            if reactor.running:
+                reactor.stop()
+
         try:
             core.startService()
         except Exception:
-            # Without its sockets a core is useless: exit, and let the
-            # supervisor respawn it with backoff.
-            log.failure("core {core} cannot start", core=options["core"])
-            exitCode.append(1)
-            reactor.stop()
+            cannotStart(Failure())
+            return
+        if core.ready is not None:
+            core.ready.addErrback(cannotStart)
 
     exitCode: list[int] = []
     reactor.callWhenRunning(start)

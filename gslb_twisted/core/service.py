@@ -10,14 +10,26 @@ from typing import Callable, Optional
 
 from twisted.application.service import MultiService
 from twisted.internet import defer
+from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.protocols import amp
 
+from gslb_twisted.core.gslb import mepServerTLS
 from gslb_twisted.dns.authority import Authority
 from gslb_twisted.dns.protocol import DNSDatagramProtocol, DNSStreamFactory
 from gslb_twisted.endpoints import DNSEndpoint, bindDNSSocket
 from gslb_twisted.logs import CoreLogForwarder
-from gslb_twisted.protocol.commands import CoreReady, CoreStatus, Deliver, LogEvent, Publish
+from gslb_twisted.protocol.commands import (
+    AssignSite,
+    CoreInspect,
+    CoreReady,
+    CoreStatus,
+    Deliver,
+    Hello,
+    LogEvent,
+    MasterChanged,
+    Publish,
+)
 
 # Largest DNS message a UDP read accepts (EDNS allows up to 65,535).
 MAX_UDP_READ = 65535
@@ -65,42 +77,74 @@ class DNSSocket:
 
 class CoreService(MultiService):
     """
-    One core: adopts its DNS sockets and answers from its L{Authority};
-    relays messages to and from the other cores through the supervisor.
+    One core: joins the others (the masters and their snapshots) through the
+    supervisor, then adopts its DNS sockets and answers from its
+    L{Authority}; masters the sites it is given or that dial it.
+
+    @ivar gslb: the core's GSLB state (None for a DNS-only core in tests).
     """
 
     log = Logger()
 
-    def __init__(self, reactor, core: int, authority: Authority, sockets: list[DNSSocket]) -> None:
+    def __init__(
+        self,
+        reactor,
+        core: int,
+        authority: Authority,
+        sockets: list[DNSSocket],
+        mepSocket: Optional[DNSSocket] = None,
+        gslbFactory: Optional[Callable[["CoreService"], object]] = None,
+    ) -> None:
         super().__init__()
         self.reactor = reactor
         self.core = core
         self.authority = authority
         self.sockets = sockets
+        self.mepSocket = mepSocket
         self.ports: list = []
         self.link: Optional["SupervisorLink"] = None
-        self.subscribers: dict[str, list[Callable[[int, bytes], None]]] = {}
         self.unhandledDeliveries = 0
+        self.gslb = gslbFactory(self) if gslbFactory is not None else None
+        self.ready: Optional[defer.Deferred] = None
 
     def startService(self) -> None:
         super().startService()
+        if self.gslb is None or self.link is None:
+            self._serve()
+            return
+        # Snapshots of every mastered site first: a core answers from the
+        # same metrics as the others, or not at all.
+        self.ready = self.link.callRemote(Hello, core=self.core)
+        self.ready.addCallback(lambda response: self.gslb.sync(response["masters"]))
+        self.ready.addCallback(lambda _: self._serve())
+
+    def _adopt(self, spec: DNSSocket, udp, tcp):
+        fd, release = spec.descriptor()
+        try:
+            if spec.transport == "udp":
+                return self.reactor.adoptDatagramPort(fd, spec.family, udp, maxPacketSize=MAX_UDP_READ)
+            return self.reactor.adoptStreamPort(fd, spec.family, tcp)
+        finally:
+            release()
+
+    def _serve(self) -> None:
+        if not self.running:
+            return
         udp = DNSDatagramProtocol(self.authority)
         tcp = DNSStreamFactory(self.authority, self.reactor)
+        if self.gslb is not None:
+            self.gslb.start()
         for spec in self.sockets:
-            fd, release = spec.descriptor()
-            try:
-                if spec.transport == "udp":
-                    port = self.reactor.adoptDatagramPort(fd, spec.family, udp, maxPacketSize=MAX_UDP_READ)
-                else:
-                    port = self.reactor.adoptStreamPort(fd, spec.family, tcp)
-            finally:
-                release()
-            self.ports.append(port)
+            self.ports.append(self._adopt(spec, udp, tcp))
         self.log.info(
             "core {core} serving DNS on {addresses}",
             core=self.core,
             addresses=", ".join(f"{spec.transport}:{_hostPort(p)}" for spec, p in zip(self.sockets, self.ports)),
         )
+        if self.mepSocket is not None and self.gslb is not None:
+            factory = Factory.forProtocol(lambda: self.gslb.newSession(None, "inbound"))
+            factory.noisy = False
+            self.ports.append(self._adopt(self.mepSocket, None, mepServerTLS(self.gslb.topology, factory)))
         if self.link is not None:
             self.link.callRemote(CoreReady, core=self.core, pid=os.getpid()).addErrback(
                 lambda f: self.log.failure("cannot tell the supervisor core {core} is ready", f, core=self.core)
@@ -109,13 +153,12 @@ class CoreService(MultiService):
     def stopService(self) -> defer.Deferred:
         super().stopService()
         stopping = [defer.maybeDeferred(port.stopListening) for port in self.ports]
+        if self.gslb is not None:
+            stopping.append(self.gslb.stop())
         self.ports = []
         return defer.gatherResults(stopping).addCallback(lambda _: None)
 
     # Messages between cores
-
-    def subscribe(self, topic: str, handler: Callable[[int, bytes], None]) -> None:
-        self.subscribers.setdefault(topic, []).append(handler)
 
     def publish(self, topic: str, body: bytes, target: Optional[int] = None) -> None:
         if self.link is None:
@@ -126,15 +169,13 @@ class CoreService(MultiService):
             self.link.callRemote(Publish, topic=topic, body=body, target=target)
 
     def delivered(self, sender: int, topic: str, body: bytes) -> None:
-        handlers = self.subscribers.get(topic)
-        if not handlers:
+        if self.gslb is None:
             self.unhandledDeliveries += 1
             return
-        for handler in handlers:
-            try:
-                handler(sender, body)
-            except Exception:
-                self.log.failure("handling {topic!r} from core {sender}", topic=topic, sender=sender)
+        try:
+            self.gslb.delivered(sender, topic, body)
+        except Exception:
+            self.log.failure("handling {topic!r} from core {sender}", topic=topic, sender=sender)
 
 
 def _hostPort(port) -> str:
@@ -176,4 +217,22 @@ class SupervisorLink(amp.AMP):
     def deliver(self, sender: int, topic: str, body: bytes) -> dict:
         self.core.delivered(sender, topic, body)
         return {}
+
+    @AssignSite.responder
+    def assignSite(self, site: str, epoch: int) -> dict:
+        if self.core.gslb is not None:
+            self.core.gslb.assigned(site, epoch)
+        return {}
+
+    @MasterChanged.responder
+    def masterChanged(self, site: str, epoch: int, core: Optional[int] = None) -> dict:
+        if self.core.gslb is not None:
+            self.core.gslb.masterChanged(site, core, epoch)
+        return {}
+
+    @CoreInspect.responder
+    def inspect(self, what: str, site: Optional[str] = None) -> dict:
+        if self.core.gslb is None:
+            raise KeyError(what)
+        return {"result": self.core.gslb.inspect(what, site)}
 

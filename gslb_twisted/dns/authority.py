@@ -101,6 +101,10 @@ class VServerAnswers:
         """
         self.name = name
         self.ttl = ttl
+        self.domains: tuple[str, ...] = ()
+        # Per record type, an RCODE to answer instead of addresses (SERVFAIL
+        # as a vserver's down response).
+        self.failures: dict[int, int] = {}
         self.serviceSets: dict[int, tuple[tuple[str, ...], ...]] = {}
         self.addressSets: dict[int, tuple[tuple[str, ...], ...]] = {}
         self._rotations: dict[int, Rotation] = {}
@@ -120,7 +124,34 @@ class VServerAnswers:
             service = serviceByName[binding.name]
             rdtype = QTYPE_A if service.family == 4 else QTYPE_AAAA
             candidates[rdtype].append((service.name, service.ip, binding.weight))
-        return cls(vserver.name, vserver.ttl, vserver.answers, candidates)
+        answers = cls(vserver.name, vserver.ttl, vserver.answers, candidates)
+        answers.domains = vserver.domains
+        return answers
+
+    def applyPlan(self, rdtype: int, sets: Sequence[tuple[str, ...]], addressOf: Mapping[str, str], failure: Optional[int]) -> bool:
+        """
+        Answer C{rdtype} from now on with these sets of services (rotating),
+        or, with C{failure} (an RCODE), with that RCODE and no answer.
+        An empty C{sets} without C{failure} answers NODATA.
+
+        @return: whether anything changed.
+        """
+        serviceSets = tuple(tuple(s) for s in sets)
+        if self.serviceSets.get(rdtype, ()) == serviceSets and self.failures.get(rdtype) == failure:
+            return False
+        if failure is None:
+            self.failures.pop(rdtype, None)
+        else:
+            self.failures[rdtype] = failure
+        if serviceSets and failure is None:
+            self.serviceSets[rdtype] = serviceSets
+            self.addressSets[rdtype] = tuple(tuple(addressOf[name] for name in chosen) for chosen in serviceSets)
+            self._rotations[rdtype] = Rotation(len(serviceSets))
+        else:
+            self.serviceSets.pop(rdtype, None)
+            self.addressSets.pop(rdtype, None)
+            self._rotations.pop(rdtype, None)
+        return True
 
     def choose(self, rdtype: int, clientAddress: str) -> int:
         """
@@ -280,21 +311,49 @@ class Authority:
         for key in hosts:
             names[key].host = (hostType, _rdata(hostType, hostPacked))
 
-        fastTable = None
-        if fastPath:
-            fastTable = {}
-            for vserver in topology.vservers:
-                answers = vservers[vserver.name]
-                for rdtype, sets in answers.addressSets.items():
-                    plan = FastPlan(
-                        answers.choose,
-                        rdtype,
-                        [answerSection(rdtype, answers.ttl, addresses) for addresses in sets],
-                        [len(addresses) for addresses in sets],
-                    )
-                    for domain in vserver.domains:
-                        fastTable[fastKey(domain, rdtype)] = plan
-        return cls(zones, names, vservers, fastTable)
+        authority = cls(zones, names, vservers, {} if fastPath else None)
+        for answers in vservers.values():
+            authority._rebuildFastPlans(answers)
+        return authority
+
+    def _rebuildFastPlans(self, answers: VServerAnswers) -> None:
+        """Prebuild the fast path's answer bytes for one vserver's current sets."""
+        if self.fastTable is None:
+            return
+        for rdtype in (QTYPE_A, QTYPE_AAAA):
+            sets = answers.addressSets.get(rdtype)
+            plan = None
+            if sets:
+                plan = FastPlan(
+                    answers.choose,
+                    rdtype,
+                    [answerSection(rdtype, answers.ttl, addresses) for addresses in sets],
+                    [len(addresses) for addresses in sets],
+                )
+            for domain in answers.domains:
+                key = fastKey(domain, rdtype)
+                if plan is None:
+                    self.fastTable.pop(key, None)
+                else:
+                    self.fastTable[key] = plan
+
+    def applyPlan(
+        self,
+        vserver: str,
+        rdtype: int,
+        sets: Sequence[tuple[str, ...]],
+        addressOf: Mapping[str, str],
+        failure: Optional[int] = None,
+    ) -> bool:
+        """
+        Change what C{vserver} answers for C{rdtype} (see
+        L{VServerAnswers.applyPlan}), fast path included.
+        """
+        answers = self.vservers[vserver]
+        changed = answers.applyPlan(rdtype, sets, addressOf, failure)
+        if changed:
+            self._rebuildFastPlans(answers)
+        return changed
 
     # -----------------------------------------------------------------------
 
@@ -385,6 +444,9 @@ class Authority:
                 additional.extend(zone.glue)
         vserver = node.vserver
         if vserver is not None:
+            failure = vserver.failures.get(qtype)
+            if failure is not None:
+                return self._reply(ident, flags, question, failure, opt=opt, limit=limit)
             for rdtype in (QTYPE_A, QTYPE_AAAA):
                 if (qtype == rdtype or isAny) and rdtype in vserver.addressSets:
                     chosen = vserver.addressSets[rdtype][vserver.choose(rdtype, clientAddress)]

@@ -1,0 +1,705 @@
+"""
+The GSLB work of one core: mastering sites (their MEP sessions), keeping
+the metric table every core shares, propagating it, and turning it into
+what the DNS answers.
+
+One metric update, end to end: a MEP frame from site C{east} reaches the
+core that masters C{east}; it records it in its table, which yields a delta
+C{(site, epoch, seq, base_seq, changes)}; the delta goes through the hub to
+every other core, each of which applies it only if the sender is the master
+(and epoch) it knows and C{base_seq} is its own seq, asking the master for a
+snapshot on a gap.  Every change re-plans the vservers (a pure decision) and
+rebuilds their prebuilt answers.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+from twisted.application.internet import ClientService, backoffPolicy
+from twisted.internet import defer, task
+from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint
+from twisted.internet.protocol import Factory
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from gslb_twisted.config import Site, Topology
+from gslb_twisted.dns.authority import SERVFAIL as RCODE_SERVFAIL, Authority
+from gslb_twisted.lb.decision import SERVFAIL, planVServer, serviceState
+from gslb_twisted.mastership import MastershipView, siteInitiates
+from gslb_twisted.mep.session import IMEPHandler, MEPSession
+from gslb_twisted.metrics import APPLIED, DOWN, GAP, UP, MetricTable
+from gslb_twisted.monitors import MonitorRunner, makeHTTPClient, monitorActive, probeFor
+from gslb_twisted.protocol.commands import ClaimSite
+
+# Topics on the hub relay.
+TOPIC_DELTA = "metrics.delta"
+TOPIC_SNAPSHOT = "metrics.snapshot"
+TOPIC_SNAPSHOT_REQUEST = "metrics.snapshot-request"
+TOPIC_FRESH = "metrics.fresh"
+
+
+def mepClientTLS(topology: Topology):
+    """
+    With C{mep_tls}, how to wrap a MEP client endpoint: TLS verifying that
+    the site's certificate names its address and is issued by C{mep_tls_ca}
+    (by default the lab's own C{mep_tls_cert}).
+    """
+    appliance = topology.appliance
+    if not appliance.mep_tls:
+        return None
+    from twisted.internet.endpoints import wrapClientTLS
+
+    from gslb_twisted.mep.tls import clientContextFactory
+
+    def wrap(endpoint, site: Site):
+        options = clientContextFactory(
+            site.ip, caPath=appliance.mep_tls_ca or appliance.mep_tls_cert,
+            certPath=appliance.mep_tls_cert, keyPath=appliance.mep_tls_key,
+        )
+        return wrapClientTLS(options, endpoint)
+
+    return wrap
+
+
+def mepServerTLS(topology: Topology, factory):
+    """With C{mep_tls}, the MEP listener's factory wrapped in TLS."""
+    appliance = topology.appliance
+    if not appliance.mep_tls:
+        return factory
+    from twisted.protocols.tls import TLSMemoryBIOFactory
+
+    from gslb_twisted.mep.tls import serverContextFactory
+
+    return TLSMemoryBIOFactory(
+        serverContextFactory(appliance.mep_tls_cert, appliance.mep_tls_key), False, factory
+    )
+
+
+# An RTT is propagated when it moves by more than this (seconds) and this
+# fraction: loopback jitter would otherwise be a delta per keepalive.
+RTT_CHANGE_ABSOLUTE = 0.001
+RTT_CHANGE_RELATIVE = 0.2
+
+
+def vserversBySite(topology: Topology) -> dict[str, set[str]]:
+    """
+    The vservers whose answers depend on each site: those with a service
+    there, directly or through their chain of backup vservers.
+    """
+    def sitesOf(vserver, seen=()):
+        sites = {topology.serviceByName[b.name].site for b in vserver.services}
+        backup = vserver.backup_vserver
+        if backup is not None and backup not in seen:
+            sites |= sitesOf(topology.vserverByName[backup], seen + (vserver.name,))
+        return sites
+
+    bySite: dict[str, set[str]] = {}
+    for vserver in topology.vservers:
+        for site in sitesOf(vserver):
+            bySite.setdefault(site, set()).add(vserver.name)
+    return bySite
+
+
+def _affectsAnswers(changes: dict) -> bool:
+    """An RTT alone changes no answer of the methods we plan today."""
+    return any(key != "rtt" for key in changes)
+
+
+@implementer(IMEPHandler)
+class ApplianceSessionHandler:
+    """
+    Receives one MEP session's events on the appliance side, remembers the
+    services the site reported (the session may deliver them before this
+    core has been granted the site), and tells the core.
+    """
+
+    def __init__(self, gslb: "CoreGSLB", site: Optional[str]) -> None:
+        self.gslb = gslb
+        self.site = site
+        self.services: Optional[dict] = None
+
+    def authenticated(self, session) -> bool:
+        return self.gslb.sessionAuthenticated(self, session)
+
+    def snapshotReceived(self, session, seq, services) -> None:
+        self.services = {name: dict(values) for name, values in services.items()}
+        self.gslb.siteReported(self, session, self.services, replace=True)
+
+    def deltaReceived(self, session, seq, baseSeq, changes) -> None:
+        if self.services is None:
+            return
+        for name, values in changes.items():
+            self.services.setdefault(name, {}).update(values)
+        self.gslb.siteReported(self, session, changes, replace=False)
+
+    def resyncRequested(self, session) -> None:
+        # An appliance publishes no metrics of its own over MEP.
+        pass
+
+    def rttMeasured(self, session, rtt) -> None:
+        self.gslb.siteRTT(self, session, rtt)
+
+    def sessionLost(self, session, reason) -> None:
+        self.gslb.sessionLost(self, session, reason)
+
+
+@dataclass
+class Mastery:
+    """A site this core masters."""
+
+    site: str
+    epoch: int
+    session: object = None
+    handler: Optional[ApplianceSessionHandler] = None
+    connector: Optional[ClientService] = None
+
+
+class CoreGSLB:
+    """
+    @param publish: C{publish(topic, body, target=None)} on the hub relay.
+    @param callHub: C{callHub(command, **arguments)} -> Deferred, an AMP call
+        to the supervisor.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        reactor,
+        core: int,
+        topology: Topology,
+        authority: Authority,
+        publish: Callable[..., None],
+        callHub: Callable[..., defer.Deferred],
+        secret: Optional[bytes] = None,
+        clientTLS=None,
+    ) -> None:
+        self.reactor = reactor
+        self.core = core
+        self.topology = topology
+        self.authority = authority
+        self.publish = publish
+        self.callHub = callHub
+        self.secret = secret
+        self.clientTLS = clientTLS
+        appliance = topology.appliance
+        self.metricsInterval = appliance.metrics_interval
+        self.deadInterval = appliance.dead_interval
+        self.table = MetricTable(site.name for site in topology.sites)
+        self.view = MastershipView()
+        self.mastered: dict[str, Mastery] = {}
+        self.sessions: list = []
+        self.addressOf = {service.name: service.ip for service in topology.services}
+        self._replanCall = None
+        self._dirtySites: set[str] = set()
+        # Which vservers a change at a site can affect (their services, or
+        # those of a backup vserver they fall back to), and which monitored
+        # services each site has: per-update work stays proportional to the
+        # change, not to the topology.
+        self.vserversBySite = vserversBySite(topology)
+        self.monitoredBySite: dict[str, list] = {}
+        for service in topology.services:
+            if service.monitor is not None:
+                self.monitoredBySite.setdefault(service.site, []).append(service)
+        self._ager = task.LoopingCall(self.replan)
+        self._ager.clock = reactor
+        self._synced: Optional[defer.Deferred] = None
+        self._syncDeadline = None
+        self._retry = None
+        self.running = False
+        # Appliance-side monitors running here, by service (masters only).
+        self.monitors: dict[str, MonitorRunner] = {}
+        self._httpClient = None
+        # When this core last published each mastered site's metrics.
+        self._published: dict[str, float] = {}
+        # MEP authentication failures per site (or claimed peer name).
+        self.authFailures: dict[str, int] = {}
+
+    # --- life ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.running = True
+        self.replan()
+        self._ager.start(self.metricsInterval, now=False)
+
+    def stop(self) -> defer.Deferred:
+        self.running = False
+        if self._ager.running:
+            self._ager.stop()
+        if self._replanCall is not None and self._replanCall.active():
+            self._replanCall.cancel()
+        stopping = []
+        for site in list(self.mastered):
+            stopping.append(self._stopMastering(site, "core stopping", "shutdown"))
+        for runner in self.monitors.values():
+            stopping.append(defer.maybeDeferred(runner.stopService))
+        self.monitors.clear()
+        for session in list(self.sessions):
+            session.close("shutdown", "core stopping")
+        return defer.gatherResults(stopping).addCallback(lambda _: None)
+
+    # --- joining: snapshots before DNS ------------------------------------------------
+
+    def sync(self, masters: list) -> defer.Deferred:
+        """
+        Learn the current masters (C{[[site, core, epoch], ...]}) and fire
+        once this core holds every mastered site's snapshot: a core serves
+        DNS only from the same metrics as the others.
+        """
+        # Each master announced is asked for its snapshot (masterChanged);
+        # the ones still missing are asked again every metrics_interval.
+        for site, core, epoch in masters:
+            self.masterChanged(site, core, epoch)
+        synced = self._synced = defer.Deferred()
+        self._retry = self.reactor.callLater(self.metricsInterval, self._requestMissing)
+        # A master that never answers must not keep a core out of service
+        # for ever: after a generous deadline it serves what it has.
+        self._syncDeadline = self.reactor.callLater(10 * self.metricsInterval, self._syncTimedOut)
+        self._checkSynced()
+        # Not self._synced: with nothing to wait for it is already cleared.
+        return synced
+
+    def _missingSnapshots(self) -> list[str]:
+        missing = []
+        for site, claim in self.view.masters.items():
+            if claim.core == self.core:
+                continue
+            metrics = self.table[site]
+            if not metrics.hasSnapshot or metrics.epoch != claim.epoch:
+                missing.append(site)
+        return missing
+
+    def _requestMissing(self) -> None:
+        for site in self._missingSnapshots():
+            claim = self.view.masters[site]
+            self.publish(TOPIC_SNAPSHOT_REQUEST, json.dumps({"site": site}).encode(), claim.core)
+        if self._synced is not None and not self._synced.called:
+            self._retry = self.reactor.callLater(self.metricsInterval, self._requestMissing)
+
+    def _checkSynced(self) -> None:
+        if self._synced is None or self._synced.called or self._missingSnapshots():
+            return
+        self._finishSync()
+
+    def _syncTimedOut(self) -> None:
+        self._syncDeadline = None
+        self.log.warn(
+            "core {core} serves without snapshots of {sites} (no answer from their masters)",
+            core=self.core, sites=", ".join(self._missingSnapshots()),
+        )
+        self._finishSync()
+
+    def _finishSync(self) -> None:
+        for call in (self._syncDeadline, self._retry):
+            if call is not None and call.active():
+                call.cancel()
+        synced, self._synced = self._synced, None
+        if synced is not None and not synced.called:
+            synced.callback(None)
+
+    # --- the hub -------------------------------------------------------------------
+
+    def masterChanged(self, site: str, core: Optional[int], epoch: int) -> None:
+        if site not in self.table.sites or not self.view.announce(site, core, epoch):
+            return
+        mastery = self.mastered.get(site)
+        if mastery is not None and (core != self.core or epoch != mastery.epoch):
+            self._stopMastering(site, f"core {core} took over with epoch {epoch}")
+        if core is not None and core != self.core and self.table[site].epoch != epoch:
+            # The new master broadcasts its first snapshot; ask as well, in
+            # case we joined the hub after it did (asking twice is harmless).
+            self.publish(TOPIC_SNAPSHOT_REQUEST, json.dumps({"site": site}).encode(), core)
+
+    def assigned(self, site: str, epoch: int) -> None:
+        """The hub made this core master of C{site} (one we dial, or a static one)."""
+        if site not in self.table.sites:
+            return
+        self.view.announce(site, self.core, epoch)
+        self._beginMastering(site, epoch)
+        config = self.topology.siteByName[site]
+        if config.protocol == "mep" and config.metric_exchange:
+            self._connect(config)
+            # Until a session delivers, the previous master's word stands
+            # (our snapshot carried it on); a site not reached within
+            # dead_interval is DOWN, as is one whose session dies.
+            self.reactor.callLater(self.deadInterval, self._unreached, site, epoch)
+        elif not config.metric_exchange:
+            # A static site: UP, its services UP unless a monitor says not.
+            services = {s.name: {"state": UP} for s in self.topology.services if s.site == site}
+            self._record(site, state=UP, services=services, replace=True)
+
+    # --- mastering ----------------------------------------------------------------------
+
+    def _beginMastering(self, site: str, epoch: int) -> Mastery:
+        mastery = self.mastered.get(site)
+        if mastery is not None and mastery.epoch == epoch:
+            return mastery
+        mastery = self.mastered[site] = Mastery(site, epoch)
+        self.table.beginEpoch(site, epoch)
+        self.log.info("core {core} masters site {site} (epoch {epoch})", core=self.core, site=site, epoch=epoch)
+        # Every core adopts this epoch from our snapshot; deltas follow on.
+        self._broadcastSnapshot(site)
+        return mastery
+
+    def _unreached(self, site: str, epoch: int) -> None:
+        mastery = self.mastered.get(site)
+        if mastery is not None and mastery.epoch == epoch and mastery.session is None:
+            self._record(site, state=DOWN, reason="no MEP session since this core began mastering it")
+
+    def _stopMastering(self, site: str, why: str, code: str = "superseded") -> defer.Deferred:
+        mastery = self.mastered.pop(site, None)
+        if mastery is None:
+            return defer.succeed(None)
+        self.log.info("core {core} no longer masters site {site}: {why}", core=self.core, site=site, why=why)
+        self._refreshMonitors(site)
+        if mastery.session is not None:
+            mastery.session.close(code, why)
+        if mastery.connector is not None:
+            return defer.maybeDeferred(mastery.connector.stopService)
+        return defer.succeed(None)
+
+    def _connect(self, site: Site) -> None:
+        mastery = self.mastered[site.name]
+        appliance = self.topology.appliance
+        endpointClass = TCP6ClientEndpoint if ":" in site.ip else TCP4ClientEndpoint
+        endpoint = endpointClass(
+            self.reactor, site.ip, site.mep_port, timeout=self.deadInterval, bindAddress=(appliance.ip, 0)
+        )
+        if self.clientTLS is not None:
+            endpoint = self.clientTLS(endpoint, site)
+
+        def buildSession():
+            return self.newSession(site.name, "outbound")
+
+        connector = ClientService(
+            endpoint,
+            Factory.forProtocol(buildSession),
+            retryPolicy=backoffPolicy(initialDelay=min(0.25, self.metricsInterval / 4), maxDelay=self.deadInterval, factor=1.5),
+            clock=self.reactor,
+        )
+        mastery.connector = connector
+        connector.startService()
+
+    def newSession(self, site: Optional[str], direction: str) -> MEPSession:
+        """A MEP session of this core (C{site}: the one dialled; None: inbound)."""
+        appliance = self.topology.appliance
+        handler = ApplianceSessionHandler(self, site)
+        session = MEPSession(
+            role="appliance",
+            localName=appliance.name,
+            secret=self.secret,
+            clock=self.reactor,
+            keepaliveInterval=self.metricsInterval,
+            deadInterval=self.deadInterval,
+            handler=handler,
+            expectedPeer=site,
+        )
+        session.direction = direction
+        session.handler = handler
+        self.sessions.append(session)
+        return session
+
+    # --- MEP events -------------------------------------------------------------------
+
+    def sessionAuthenticated(self, handler: ApplianceSessionHandler, session) -> bool:
+        peer = session.peerName
+        config = self.topology.siteByName.get(peer)
+        if config is None or config.protocol != "mep" or not config.metric_exchange:
+            self.log.warn("MEP peer {peer!r} is not a MEP site of this appliance: refused", peer=peer)
+            return False
+        if session.direction == "inbound":
+            peerHost = getattr(session.transport.getPeer(), "host", None)
+            if peerHost != config.ip or not siteInitiates(self.topology, config):
+                self.log.warn(
+                    "MEP peer {peer!r} connected from {host}; expected {ip} dialling us: refused",
+                    peer=peer, host=peerHost, ip=config.ip,
+                )
+                return False
+            handler.site = peer
+            self._claimInbound(peer, handler, session)
+            return True
+        mastery = self.mastered.get(peer)
+        if mastery is None:
+            return False
+        mastery.session, mastery.handler = session, handler
+        return True
+
+    def _claimInbound(self, site: str, handler, session) -> None:
+        """An inbound site: the accepting core claims it (taking it over)."""
+        def granted(result):
+            if not result["granted"]:
+                session.close("busy", "a less loaded core should master this site: reconnect")
+                return
+            self.view.announce(site, self.core, result["epoch"])
+            mastery = self._beginMastering(site, result["epoch"])
+            if session.state == "closed":
+                # The hub made us master all the same: say the site is DOWN
+                # (unless another session of ours is live), or every core
+                # keeps the previous master's word for it.
+                if mastery.session is None:
+                    self._record(site, state=DOWN, reason="its session closed before the claim was granted")
+                return
+            mastery.session, mastery.handler = session, handler
+            if handler.services is not None:
+                self._record(site, state=UP, services=handler.services, replace=True)
+
+        self.callHub(ClaimSite, site=site, takeover=True).addCallbacks(
+            granted, lambda f: self.log.failure("claiming site {site}", f, site=site)
+        )
+
+    def _activeMastery(self, handler, session) -> Optional[Mastery]:
+        mastery = self.mastered.get(handler.site) if handler.site else None
+        if mastery is None or mastery.session is not session:
+            return None
+        return mastery
+
+    def siteReported(self, handler, session, services: dict, replace: bool) -> None:
+        mastery = self._activeMastery(handler, session)
+        if mastery is None:
+            return
+        if replace:
+            self._record(mastery.site, state=UP, services=handler.services, replace=True)
+        else:
+            self._record(mastery.site, services=services)
+
+    def siteRTT(self, handler, session, rtt: float) -> None:
+        mastery = self._activeMastery(handler, session)
+        if mastery is None:
+            return
+        known = self.table[mastery.site].rtt
+        if known is None or abs(rtt - known) > max(RTT_CHANGE_ABSOLUTE, RTT_CHANGE_RELATIVE * known):
+            self._record(mastery.site, rtt=round(rtt, 6))
+        else:
+            # Jitter is not news; the site spoke all the same.
+            self._record(mastery.site)
+
+    def sessionLost(self, handler, session, reason: str) -> None:
+        if session in self.sessions:
+            self.sessions.remove(session)
+        if reason == "auth-failed":
+            peer = handler.site or session.peerName or "unknown"
+            self.authFailures[peer] = self.authFailures.get(peer, 0) + 1
+        mastery = self._activeMastery(handler, session)
+        if mastery is None:
+            return
+        mastery.session = mastery.handler = None
+        self._record(mastery.site, state=DOWN, reason=reason)
+
+    # --- the table --------------------------------------------------------------------
+
+    def _record(self, site: str, reason: Optional[str] = None, **values) -> None:
+        """As master: record what the site said, propagate the change."""
+        before = self.table[site].state
+        delta = self.table.recordAsMaster(site, now=self.reactor.seconds(), **values)
+        after = self.table[site].state
+        if after != before and after is not None:
+            self._logTransition(site, after, reason)
+        self._refreshMonitors(site)
+        now = self.reactor.seconds()
+        if delta is not None:
+            self.publish(TOPIC_DELTA, json.dumps(delta).encode())
+            self._published[site] = now
+            if _affectsAnswers(delta["changes"]):
+                self.scheduleReplan(site)
+        elif now - self._published.get(site, 0.0) >= self.metricsInterval:
+            # Nothing changed, but the site spoke: tell the other cores the
+            # metrics they hold are still current, or they would think them
+            # stale and fall back to the backup method.
+            metrics = self.table[site]
+            self.publish(TOPIC_FRESH, json.dumps({
+                "site": site, "epoch": metrics.epoch, "seq": metrics.seq, "updated_at": metrics.updatedAt,
+            }).encode())
+            self._published[site] = now
+
+    # --- appliance-side monitors --------------------------------------------------
+
+    def _refreshMonitors(self, site: str) -> None:
+        """
+        Run each monitor of C{site}'s services while this core masters the
+        site and the monitor's trigger holds; stop it otherwise.
+        """
+        config = self.topology.siteByName[site]
+        metrics = self.table[site]
+        mepUp = config.metric_exchange and metrics.state == UP
+        for service in self.monitoredBySite.get(site, ()):
+            reported = metrics.services.get(service.name) or {}
+            active = site in self.mastered and monitorActive(service.monitor.trigger, mepUp, reported.get("state"))
+            runner = self.monitors.get(service.name)
+            if active and runner is None:
+                if self._httpClient is None:
+                    self._httpClient = makeHTTPClient(self.reactor)
+                runner = MonitorRunner(
+                    self.reactor,
+                    probeFor(service.monitor, service, self.reactor, self._httpClient),
+                    service.monitor.interval,
+                    lambda name, result, site=site: self._monitorChanged(site, name, result),
+                    service.name,
+                )
+                self.monitors[service.name] = runner
+                runner.startService()
+            elif not active and runner is not None:
+                del self.monitors[service.name]
+                runner.stopService()
+                if site in self.mastered and reported.get("monitor") is not None:
+                    self._record(site, services={service.name: {"monitor": None}})
+
+    def _monitorChanged(self, site: str, service: str, result) -> None:
+        if site in self.mastered and service in self.monitors:
+            self._record(site, services={service: {"monitor": UP if result.up else DOWN}})
+
+    def _logTransition(self, site: str, state: str, reason: Optional[str]) -> None:
+        # Logged once per transition, by the master only.
+        if state == DOWN:
+            self.log.warn("site {site} is DOWN ({reason})", site=site, reason=reason or "no metrics")
+        else:
+            self.log.info("site {site} is UP", site=site)
+
+    def _broadcastSnapshot(self, site: str, target: Optional[int] = None) -> None:
+        self.publish(TOPIC_SNAPSHOT, json.dumps(self.table[site].snapshot()).encode(), target)
+
+    def delivered(self, sender: int, topic: str, body: bytes) -> None:
+        message = json.loads(body)
+        if topic == TOPIC_DELTA:
+            outcome = self.table.applyDelta(message, self.view.master(message["site"]), sender)
+            if outcome == GAP:
+                self.publish(TOPIC_SNAPSHOT_REQUEST, json.dumps({"site": message["site"]}).encode(), sender)
+            elif outcome == APPLIED and _affectsAnswers(message["changes"]):
+                self.scheduleReplan(message["site"])
+        elif topic == TOPIC_SNAPSHOT:
+            if self.table.applySnapshot(message, self.view.master(message["site"]), sender):
+                self.scheduleReplan(message["site"])
+                self._checkSynced()
+        elif topic == TOPIC_FRESH:
+            self.table.touch(message, self.view.master(message["site"]), sender)
+        elif topic == TOPIC_SNAPSHOT_REQUEST:
+            site = message["site"]
+            if site in self.mastered:
+                self._broadcastSnapshot(site, sender)
+
+    # --- answers ------------------------------------------------------------------------
+
+    def scheduleReplan(self, site: Optional[str] = None) -> None:
+        """Re-plan the vservers a site's change affects, soon, once for a burst."""
+        self._dirtySites.add(site if site is not None else "*")
+        if self._replanCall is None or not self._replanCall.active():
+            self._replanCall = self.reactor.callLater(0, self._replanDirty)
+
+    def _replanDirty(self) -> None:
+        dirty, self._dirtySites = self._dirtySites, set()
+        if "*" in dirty:
+            self.replan()
+            return
+        names = set()
+        for site in dirty:
+            names |= self.vserversBySite.get(site, set())
+        self.replan(names)
+
+    def replan(self, names: Optional[set] = None) -> None:
+        """Re-plan the vservers named (all of them by default: metrics age)."""
+        now = self.reactor.seconds()
+        self._expireOrphans(now)
+        for vserver in self.topology.vservers:
+            if names is not None and vserver.name not in names:
+                continue
+            for rdtype in (1, 28):
+                plan = planVServer(vserver, self.topology, self.table, rdtype, now, self.deadInterval)
+                failure = RCODE_SERVFAIL if plan.response == SERVFAIL else None
+                self.authority.applyPlan(vserver.name, rdtype, plan.sets, self.addressOf, failure)
+
+    def _expireOrphans(self, now: float) -> None:
+        """
+        A site nobody masters, silent past dead_interval, is DOWN on every
+        core (each decides alone: there is no master to tell it).
+        """
+        for site, metrics in self.table.sites.items():
+            if self.view.master(site) is not None or metrics.state != UP:
+                continue
+            if metrics.updatedAt is None or now - metrics.updatedAt > self.deadInterval:
+                metrics.state = DOWN
+
+    # --- inspection ---------------------------------------------------------------------
+
+    def inspect(self, what: str, site: Optional[str] = None):
+        now = self.reactor.seconds()
+        if what == "versions":
+            return {name: list(version) for name, version in self.table.versions().items()}
+        if what == "sites":
+            rows = []
+            for config in self.topology.sites:
+                metrics = self.table[config.name]
+                master = self.view.master(config.name)
+                rows.append({
+                    "name": config.name,
+                    "ip": config.ip,
+                    "protocol": config.protocol,
+                    "metric_exchange": config.metric_exchange,
+                    "state": metrics.state or DOWN,
+                    "master_core": None if master is None else master[0],
+                    "epoch": metrics.epoch,
+                    "seq": metrics.seq,
+                    "metrics_age": None if metrics.updatedAt is None else round(now - metrics.updatedAt, 3),
+                    "rtt": metrics.rtt,
+                    "rtt_ms": None if metrics.rtt is None else round(metrics.rtt * 1000, 3),
+                    "direction": "inbound" if siteInitiates(self.topology, config) else "outbound",
+                })
+            return rows
+        if what == "services":
+            rows = []
+            for service in self.topology.services:
+                reported = self.table[service.site].services.get(service.name) or {}
+                state, reason = serviceState(service, self.topology, self.table)
+                rows.append({
+                    "name": service.name, "site": service.site, "ip": service.ip, "port": service.port,
+                    "type": service.type, "state": state, "reason": reason,
+                    **{key: reported.get(key) for key in ("connections", "response_time", "bandwidth", "packets", "load")},
+                })
+            return rows
+        if what == "mep":
+            rows = []
+            for session in self.sessions:
+                peer = session.handler.site or session.peerName
+                rows.append({
+                    "site": peer,
+                    "core": self.core,
+                    "direction": session.direction,
+                    "state": session.state,
+                    "frames_in": session.framesIn,
+                    "frames_out": session.framesOut,
+                    "bytes_in": session.bytesIn,
+                    "bytes_out": session.bytesOut,
+                    "auth_failures": self.authFailures.get(peer, 0) + session.authFailures,
+                    "rtt": session.rtt,
+                    "rtt_ms": None if session.rtt is None else round(session.rtt * 1000, 3),
+                })
+            # Failures are counted even when no session survives them.
+            shown = {row["site"] for row in rows}
+            for peer, failures in sorted(self.authFailures.items()):
+                if peer not in shown:
+                    config = self.topology.siteByName.get(peer)
+                    direction = None if config is None else (
+                        "inbound" if siteInitiates(self.topology, config) else "outbound"
+                    )
+                    rows.append({
+                        "site": peer, "core": self.core, "direction": direction, "state": "down",
+                        "frames_in": 0, "frames_out": 0, "bytes_in": 0, "bytes_out": 0,
+                        "auth_failures": failures, "rtt": None,
+                    })
+            return rows
+        if what == "metrics":
+            if site not in self.table.sites:
+                raise KeyError(site)
+            metrics = self.table[site]
+            return {
+                "site": site,
+                "core": self.core,
+                "epoch": metrics.epoch,
+                "seq": metrics.seq,
+                "state": metrics.state or DOWN,
+                "rtt": metrics.rtt,
+                "metrics_age": None if metrics.updatedAt is None else round(now - metrics.updatedAt, 3),
+                "services": [{"name": name, **values} for name, values in sorted(metrics.services.items())],
+            }
+        raise KeyError(what)

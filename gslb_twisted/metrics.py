@@ -1,0 +1,224 @@
+"""
+The GSLB metric table: every site's metrics as one core holds them, with
+the version (epoch, seq) that says which master wrote them and how far.
+
+Pure data and decisions, no reactor: the master applies what its MEP
+session receives and propagates the difference; every other core applies
+snapshots and deltas only from the master it knows, in sequence.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping, Optional
+
+UP = "UP"
+DOWN = "DOWN"
+
+# Outcomes of applying a delta.
+APPLIED = "applied"
+GAP = "gap"  # base_seq is not our seq: ask the master for a snapshot
+STALE = "stale"  # not from the master and epoch we know: ignored, counted
+
+Services = dict[str, dict[str, Any]]
+
+
+def diffServices(old: Mapping[str, Mapping[str, Any]], new: Mapping[str, Mapping[str, Any]]) -> Services:
+    """
+    What changed from C{old} to C{new}: per service, only the metrics whose
+    value differs (a service that appears carries all its metrics).
+    """
+    changes: Services = {}
+    for name, metrics in new.items():
+        before = old.get(name)
+        if before is None:
+            changes[name] = dict(metrics)
+            continue
+        changed = {key: value for key, value in metrics.items() if before.get(key) != value}
+        if changed:
+            changes[name] = changed
+    return changes
+
+
+def applyServiceChanges(services: Services, changes: Mapping[str, Mapping[str, Any]]) -> None:
+    """Apply C{changes} (as L{diffServices} makes them) to C{services} in place."""
+    for name, metrics in changes.items():
+        services.setdefault(name, {}).update(metrics)
+
+
+@dataclass
+class SiteMetrics:
+    """
+    One site as a core holds it.
+
+    @ivar state: UP while the master has a live, authenticated MEP session
+        that delivered a snapshot (or the site exchanges no metrics); DOWN
+        otherwise; C{None} before anything is known.
+    @ivar updatedAt: when (core clock) the master last heard from the site.
+    """
+
+    site: str
+    epoch: int = 0
+    seq: int = 0
+    state: Optional[str] = None
+    rtt: Optional[float] = None
+    services: Services = field(default_factory=dict)
+    updatedAt: Optional[float] = None
+    hasSnapshot: bool = False
+
+    def version(self) -> tuple[int, int]:
+        return (self.epoch, self.seq)
+
+    def snapshot(self) -> dict:
+        """The wire form of a full snapshot."""
+        return {
+            "site": self.site,
+            "epoch": self.epoch,
+            "seq": self.seq,
+            "state": self.state,
+            "rtt": self.rtt,
+            "services": copy.deepcopy(self.services),
+            "updated_at": self.updatedAt,
+        }
+
+
+class MetricTable:
+    """
+    Every site's metrics on one core.
+
+    @ivar staleRejected: updates ignored because they did not come from the
+        site's current master and epoch.
+    @ivar gaps: deltas that did not follow on from our seq.
+    """
+
+    def __init__(self, sites: Iterable[str]) -> None:
+        self.sites: dict[str, SiteMetrics] = {name: SiteMetrics(name) for name in sites}
+        self.staleRejected = 0
+        self.gaps = 0
+
+    def __getitem__(self, site: str) -> SiteMetrics:
+        return self.sites[site]
+
+    def versions(self) -> dict[str, tuple[int, int]]:
+        return {name: metrics.version() for name, metrics in self.sites.items()}
+
+    # --- on the master -------------------------------------------------------
+
+    def beginEpoch(self, site: str, epoch: int) -> None:
+        """This core became master of C{site} with C{epoch}: its seq restarts."""
+        metrics = self.sites[site]
+        metrics.epoch = epoch
+        metrics.seq = 0
+
+    def recordAsMaster(
+        self,
+        site: str,
+        *,
+        state: Optional[str] = None,
+        rtt: Optional[float] = None,
+        services: Optional[Mapping[str, Mapping[str, Any]]] = None,
+        replace: bool = False,
+        now: Optional[float] = None,
+    ) -> Optional[dict]:
+        """
+        The master records what its site told it (C{services} replacing all
+        when C{replace}, else merged) and gets back the delta to propagate,
+        or C{None} when nothing changed.
+        """
+        metrics = self.sites[site]
+        change: dict = {}
+        if state is not None and state != metrics.state:
+            metrics.state = change["state"] = state
+        if rtt is not None and rtt != metrics.rtt:
+            metrics.rtt = change["rtt"] = rtt
+        if services is not None:
+            if replace:
+                serviceChanges = diffServices(metrics.services, services)
+                removed = [name for name in metrics.services if name not in services]
+                for name in removed:
+                    del metrics.services[name]
+                if removed:
+                    change["removed"] = removed
+            else:
+                serviceChanges = {}
+                for name, values in services.items():
+                    before = metrics.services.get(name, {})
+                    changed = {key: value for key, value in values.items() if before.get(key) != value}
+                    if changed or name not in metrics.services:
+                        serviceChanges[name] = changed
+            applyServiceChanges(metrics.services, serviceChanges)
+            if serviceChanges:
+                change["services"] = serviceChanges
+        if now is not None:
+            metrics.updatedAt = now
+        metrics.hasSnapshot = True
+        if not change:
+            return None
+        baseSeq = metrics.seq
+        metrics.seq += 1
+        return {
+            "site": site,
+            "epoch": metrics.epoch,
+            "seq": metrics.seq,
+            "base_seq": baseSeq,
+            "changes": change,
+            "updated_at": metrics.updatedAt,
+        }
+
+    # --- on every other core -----------------------------------------------------
+
+    def applySnapshot(self, snapshot: Mapping[str, Any], master: Optional[tuple[int, int]], sender: int) -> bool:
+        """
+        Replace a site's metrics with a master's snapshot; C{master} is the
+        (core, epoch) this core knows for the site.  Anything else is stale.
+        """
+        site = snapshot["site"]
+        if site not in self.sites or master is None or master != (sender, snapshot["epoch"]):
+            self.staleRejected += 1
+            return False
+        metrics = self.sites[site]
+        metrics.epoch = snapshot["epoch"]
+        metrics.seq = snapshot["seq"]
+        metrics.state = snapshot["state"]
+        metrics.rtt = snapshot["rtt"]
+        metrics.services = copy.deepcopy(snapshot["services"])
+        metrics.updatedAt = snapshot.get("updated_at")
+        metrics.hasSnapshot = True
+        return True
+
+    def applyDelta(self, delta: Mapping[str, Any], master: Optional[tuple[int, int]], sender: int) -> str:
+        site = delta["site"]
+        if site not in self.sites or master is None or master != (sender, delta["epoch"]):
+            self.staleRejected += 1
+            return STALE
+        metrics = self.sites[site]
+        if not metrics.hasSnapshot or metrics.epoch != delta["epoch"] or metrics.seq != delta["base_seq"]:
+            self.gaps += 1
+            return GAP
+        change = delta["changes"]
+        if "state" in change:
+            metrics.state = change["state"]
+        if "rtt" in change:
+            metrics.rtt = change["rtt"]
+        for name in change.get("removed", ()):
+            metrics.services.pop(name, None)
+        applyServiceChanges(metrics.services, change.get("services", {}))
+        metrics.seq = delta["seq"]
+        metrics.updatedAt = delta.get("updated_at", metrics.updatedAt)
+        return APPLIED
+
+    def touch(self, fresh: Mapping[str, Any], master: Optional[tuple[int, int]], sender: int) -> bool:
+        """
+        The master says the site spoke at C{updated_at} with nothing new:
+        our metrics, if at its version, are that fresh.
+        """
+        site = fresh["site"]
+        if site not in self.sites or master is None or master != (sender, fresh["epoch"]):
+            self.staleRejected += 1
+            return False
+        metrics = self.sites[site]
+        if metrics.version() != (fresh["epoch"], fresh["seq"]):
+            return False
+        metrics.updatedAt = fresh["updated_at"]
+        return True
