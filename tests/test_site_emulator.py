@@ -32,6 +32,8 @@ from gslb_twisted.site.emulator import (
     reconnectPolicy,
 )
 
+from tests.fakes import RecordingAppliance
+
 
 def topology(seed=None, timeline=(), peers=(), siteIP="127.0.0.2", applianceIP="127.0.0.5", backend=None, **site):
     emulator = {"control": "unix:east.ctl"}
@@ -281,35 +283,6 @@ class BackendTests(SynchronousTestCase):
         self.assertIn("DOWN", states)
 
 
-class _Appliance:
-    """An appliance-side handler recording what a real session delivers."""
-
-    def __init__(self):
-        self.snapshots, self.deltas, self.lost = [], [], []
-        self.state = {}
-
-    def authenticated(self, session):
-        return True
-
-    def snapshotReceived(self, session, seq, services):
-        self.snapshots.append(seq)
-        self.state = {name: dict(values) for name, values in services.items()}
-
-    def deltaReceived(self, session, seq, baseSeq, changes):
-        self.deltas.append((seq, baseSeq))
-        for name, values in changes.items():
-            self.state[name].update(values)
-
-    def resyncRequested(self, session):
-        pass
-
-    def rttMeasured(self, session, rtt):
-        pass
-
-    def sessionLost(self, session, reason):
-        self.lost.append(reason)
-
-
 class RealSessionTests(SynchronousTestCase):
     """Real MEPSession pairs over iosim: the emulator's handler against an appliance session."""
 
@@ -318,7 +291,7 @@ class RealSessionTests(SynchronousTestCase):
         service = SiteEmulatorService(clock, topology(seed=seed), "east")
         service.startService()
         self.addCleanup(service.stopService)
-        appliance = _Appliance()
+        appliance = RecordingAppliance()
 
         def applianceSession():
             session = MEPSession(role="appliance", localName=applianceName, secret=secret, clock=clock,

@@ -21,6 +21,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import Site as WebSite
 
 from gslb_twisted.mep.session import MEPSession
+from tests.fakes import RecordingAppliance
 from tests.support import CONSOLE, TWISTD, _Collector, freePort, poll
 
 SECRET = "s3cret"
@@ -64,42 +65,14 @@ ip = "198.51.100.10"
 """
 
 
-class _ApplianceEnd:
-    """What a test-run appliance session hears: the site's metrics, applied."""
-
-    def __init__(self) -> None:
-        self.snapshots: list[int] = []
-        self.deltas: list[tuple[int, int]] = []
-        self.state: dict = {}
-        self.lost: list[str] = []
-        self.sessions: list = []
-
-    def authenticated(self, session):
-        self.sessions.append(session)
-        return True
-
-    def snapshotReceived(self, session, seq, services):
-        self.snapshots.append(seq)
-        self.state = {name: dict(values) for name, values in services.items()}
-
-    def deltaReceived(self, session, seq, baseSeq, changes):
-        self.deltas.append((seq, baseSeq))
-        for name, values in changes.items():
-            self.state[name].update(values)
-
-    def resyncRequested(self, session):
-        pass
-
-    def rttMeasured(self, session, rtt):
-        pass
-
-    def sessionLost(self, session, reason):
-        self.lost.append(reason)
+class ApplianceEnd(RecordingAppliance):
+    """A test-run appliance: builds real appliance-role MEP sessions."""
 
     def session(self, name="test", secret=SECRET, direction="outbound"):
         session = MEPSession(
             role="appliance", localName=name, secret=secret.encode(), clock=reactor,
-            keepaliveInterval=0.2, deadInterval=1.0, handler=self, expectedPeer="east" if direction == "outbound" else None,
+            keepaliveInterval=0.2, deadInterval=1.0, handler=self,
+            expectedPeer="east" if direction == "outbound" else None,
         )
         session.direction = direction
         return session
@@ -181,7 +154,7 @@ class SiteEmulatorTests(TestCase):
         await site.waitUntilServing()
         return site
 
-    async def dial(self, site: SiteProcess, appliance: _ApplianceEnd, **kwargs):
+    async def dial(self, site: SiteProcess, appliance: ApplianceEnd, **kwargs):
         """The appliance (127.0.0.1, lower than the site) dials the site, as the lower-IP rule says."""
         endpoint = TCP4ClientEndpoint(reactor, "127.0.0.2", site.mepPort, bindAddress=("127.0.0.1", 0))
         session = await connectProtocol(endpoint, appliance.session(**kwargs))
@@ -199,7 +172,7 @@ class SiteEmulatorTests(TestCase):
              "pinned": []},
         )
 
-        appliance = _ApplianceEnd()
+        appliance = ApplianceEnd()
         session = await self.dial(site, appliance)
         await poll(lambda: appliance.snapshots, 10, what="the snapshot")
         self.assertEqual(appliance.state["east-web"]["state"], "UP")
@@ -246,12 +219,12 @@ class SiteEmulatorTests(TestCase):
 
     async def test_wrongSecretAndUnknownApplianceRefused(self):
         site = await self.started()
-        appliance = _ApplianceEnd()
+        appliance = ApplianceEnd()
         await self.dial(site, appliance, secret="wrong")
         await poll(lambda: appliance.lost, 10, what="the refusal")
         self.assertEqual(appliance.snapshots, [])
         self.assertIn(appliance.lost[0], ("auth-failed", "peer-error:auth-failed"))
-        stranger = _ApplianceEnd()
+        stranger = ApplianceEnd()
         await self.dial(site, stranger, name="stranger")
         await poll(lambda: stranger.lost, 10, what="the refusal")
         self.assertEqual((stranger.snapshots, stranger.lost), ([], ["peer-error:unknown-peer"]))
@@ -259,7 +232,7 @@ class SiteEmulatorTests(TestCase):
     async def test_dialsAppliancesWithHigherAddresses(self):
         # Appliance "test" at 127.0.0.1 dials the site; "ap2" at 127.0.0.9 is dialled by it.
         ap2Port = freePort("127.0.0.9")
-        appliance = _ApplianceEnd()
+        appliance = ApplianceEnd()
         peers = []
 
         def accepted():
@@ -297,7 +270,7 @@ class SiteEmulatorTests(TestCase):
 
         self.addCleanup(stopWeb)
         site = await self.started(backend=f'backend = "http://127.0.0.1:{backendPort}/health"')
-        appliance = _ApplianceEnd()
+        appliance = ApplianceEnd()
         await self.dial(site, appliance)
         await poll(lambda: appliance.snapshots, 10, what="the snapshot")
 
