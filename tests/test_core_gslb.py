@@ -21,6 +21,7 @@ from zope.interface.verify import verifyObject
 from gslb_twisted.config import parseTopology
 from gslb_twisted.core.gslb import (
     TOPIC_DELTA,
+    TOPIC_FRESH,
     TOPIC_SNAPSHOT,
     TOPIC_SNAPSHOT_REQUEST,
     ApplianceSessionHandler,
@@ -235,6 +236,26 @@ class StaticSiteTests(GSLBTestCase):
         self.assertEqual(www.answer, [])
         self.assertEqual(len(www.authority), 1)
         self.successResultOf(self.gslb.stop())
+
+
+class FreshnessTests(GSLBTestCase):
+    def test_masterSaysMetricsAreCurrentOncePerInterval(self):
+        """
+        When the site speaks but nothing changes, the master tells the other
+        cores so at most once per metrics_interval (1 s here).
+        """
+        self.gslb.assigned("fixed", 3)
+        del self.published[:]
+        self.clock.advance(0.5)
+        self.gslb._record("fixed")
+        self.assertEqual(self.topics(), [])
+        self.clock.advance(0.6)
+        self.gslb._record("fixed")
+        self.gslb._record("fixed")
+        self.assertEqual(self.topics(), [TOPIC_FRESH])
+        fresh = self.published[0][1]
+        metrics = self.gslb.table["fixed"]
+        self.assertEqual(fresh, {"site": "fixed", "epoch": 3, "seq": metrics.seq, "updated_at": self.clock.seconds()})
 
 
 class OutboundTests(GSLBTestCase):
@@ -569,6 +590,21 @@ class NonMasterTests(GSLBTestCase):
         self.assertEqual(self.gslb.table["west"].seq, 4)
         self.assertEqual(self.gslb.table["west"].services, WEST_SERVICES)
         self.assertEqual(self.published, [])
+
+    def test_freshFromMasterKeepsMetricsCurrent(self):
+        """
+        A master with nothing new says so; our metrics, at its version, are
+        then as fresh as its word (and LEASTCONNECTION needs fresh metrics).
+        """
+        self.gslb.delivered(2, TOPIC_SNAPSHOT, snapshotBody(updatedAt=10.0))
+        fresh = {"site": "west", "epoch": 5, "seq": 4, "updated_at": 42.0}
+        self.gslb.delivered(3, TOPIC_FRESH, json.dumps(fresh).encode())
+        self.assertEqual(self.gslb.table["west"].updatedAt, 10.0)
+        self.gslb.delivered(2, TOPIC_FRESH, json.dumps({**fresh, "seq": 3}).encode())
+        self.assertEqual(self.gslb.table["west"].updatedAt, 10.0)
+        self.gslb.delivered(2, TOPIC_FRESH, json.dumps(fresh).encode())
+        self.assertEqual(self.gslb.table["west"].updatedAt, 42.0)
+        self.assertEqual(self.gslb.table.staleRejected, 1)
 
     def test_newMasterSupersedes(self):
         """After a newer announcement, the old master's updates are stale."""
