@@ -14,7 +14,6 @@ import copy
 import ipaddress
 import random
 import time
-from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional
 
 from twisted.application.internet import ClientService

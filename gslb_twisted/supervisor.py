@@ -14,7 +14,6 @@ Pipes, as seen by the child (after ampoule):
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import sys
 from dataclasses import dataclass, field

@@ -316,3 +316,44 @@ class SiteProcess:
         except ProcessLookupError:
             return
         await poll(lambda: self.collector.ended.called, 30, what=f"site {self.site} to exit")
+
+
+def selfSignedCertificate(directory: str, name: str, addresses) -> tuple[str, str]:
+    """
+    Write a self-signed certificate naming these IP addresses, and its key;
+    return their paths.  A lab's one certificate, also its own CA.
+    """
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(a)) for a in addresses]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    certPath, keyPath = os.path.join(directory, f"{name}.crt"), os.path.join(directory, f"{name}.key")
+    with open(certPath, "wb") as f:
+        f.write(certificate.public_bytes(serialization.Encoding.PEM))
+    with open(keyPath, "wb") as f:
+        f.write(key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        ))
+    return certPath, keyPath

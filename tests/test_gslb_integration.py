@@ -325,3 +325,80 @@ class MonitorTests(TestCase):
             return "127.0.0.1" in await answers()
 
         await poll(backInAnswers, what="lab-web back in the answers")
+
+
+TLS_TOPOLOGY = """
+[appliance]
+name = "gslbtest"
+ip = "127.0.0.5"
+cores = 2
+mep_port = MEP_PORT
+mep_secret = "s3cret"
+mep_tls = true
+mep_tls_cert = "CERT"
+mep_tls_key = "KEY"
+metrics_interval = 0.5
+dead_interval = 1.5
+
+[[zone]]
+name = "test.gslb"
+
+[[site]]
+name = "east"
+ip = "127.0.0.2"
+mep_port = EAST_PORT
+  [site.emulator]
+
+[[site]]
+name = "north"
+ip = "127.0.0.8"
+mep_port = NORTH_PORT
+  [site.emulator]
+
+[[service]]
+name = "east-web"
+site = "east"
+ip = "192.0.2.10"
+
+[[service]]
+name = "north-web"
+site = "north"
+ip = "203.0.113.10"
+
+[[vserver]]
+name = "www"
+domains = ["www.test.gslb"]
+services = ["east-web", "north-web"]
+"""
+
+
+class TLSTests(TestCase):
+    timeout = 120
+
+    async def test_mepOverTLSInBothDirections(self):
+        from tests.support import selfSignedCertificate
+
+        directory = os.path.abspath(self.mktemp())
+        os.makedirs(directory)
+        cert, key = selfSignedCertificate(directory, "lab", ["127.0.0.2", "127.0.0.5", "127.0.0.8"])
+        text = TLS_TOPOLOGY.replace("CERT", cert).replace("KEY", key)
+        text = text.replace("EAST_PORT", str(freePort("127.0.0.2"))).replace("NORTH_PORT", str(freePort("127.0.0.8")))
+        appliance = Appliance(self, text)
+        sites = [SiteProcess(self, appliance.config, name) for name in ("east", "north")]
+        for site in sites:
+            site.start()
+        appliance.start()
+        await appliance.waitUntilServing()
+
+        async def established():
+            rows = await appliance.console("show mep")
+            return {row["site"]: row["direction"] for row in rows if row["state"] == "established"}
+
+        async def bothUp():
+            return await established() == {"east": "inbound", "north": "outbound"}
+
+        await poll(bothUp, what="both MEP sessions over TLS")
+        rows = await appliance.console("show gslb site")
+        self.assertEqual({row["name"]: row["state"] for row in rows}, {"east": "UP", "north": "UP"})
+        for site in sites:
+            self.assertNotIn("Traceback", site.output)

@@ -6,14 +6,8 @@ a L{StringTransport}; time is a L{Clock}.
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import os
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from twisted.internet import defer, reactor
 from twisted.internet.address import IPv4Address
 from twisted.internet.endpoints import SSL4ServerEndpoint, TCP4ClientEndpoint, wrapClientTLS
@@ -35,6 +29,8 @@ KEEPALIVE = 1.0
 DEAD = 3.0
 METRICS = {"state": "UP", "connections": 12, "response_time": 3.5, "bandwidth": 800.0, "packets": 40, "load": 12.5}
 SERVICES = {"east-web": METRICS, "east-db": dict(METRICS, connections=3)}
+
+from tests.support import selfSignedCertificate
 
 
 @implementer(IMEPHandler)
@@ -588,27 +584,7 @@ class MalformedTests(SynchronousTestCase):
 
 def selfSigned(directory, name):
     """Write a self-signed certificate for 127.0.0.1 and its key; return their paths."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    certPath, keyPath = f"{directory}/{name}.crt", f"{directory}/{name}.key"
-    with open(certPath, "wb") as f:
-        f.write(cert.public_bytes(serialization.Encoding.PEM))
-    with open(keyPath, "wb") as f:
-        f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
-    return certPath, keyPath
+    return selfSignedCertificate(directory, name, ["127.0.0.1"])
 
 
 @implementer(IMEPHandler)

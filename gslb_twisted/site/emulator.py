@@ -426,15 +426,19 @@ def makeSiteEmulator(
         if appliance.mep_tls:
             from gslb_twisted.mep import tls
 
-            # One lab certificate for every MEP end: it is also the trust root.
+            # One lab certificate for every MEP end, also the trust root
+            # unless mep_tls_ca names another.
             try:
                 if accept:
                     serverTLS = tls.serverContextFactory(appliance.mep_tls_cert, appliance.mep_tls_key)
                 if dial:
-                    tls.clientContextFactory(appliance.ip, caPath=appliance.mep_tls_cert)  # readable?
+                    caPath = appliance.mep_tls_ca or appliance.mep_tls_cert
+                    # Built once now so that unreadable files stop the
+                    # emulator at start-up, not at its first connection.
+                    tls.clientContextFactory(appliance.ip, caPath=caPath)
 
                     def clientTLS(peer):
-                        return tls.clientContextFactory(peer.ip, caPath=appliance.mep_tls_cert)
+                        return tls.clientContextFactory(peer.ip, caPath=caPath)
             except Exception as e:  # OSError, ValueError, OpenSSL errors
                 raise ConfigError(
                     topology.path, "[appliance]", "mep_tls_cert",
