@@ -57,7 +57,8 @@ CHILD_AMP_IN = 3
 CHILD_AMP_OUT = 4
 FIRST_SOCKET_FD = 5
 
-# Seconds after start-up after which sites that dial in may go to any core.
+# Seconds after start-up after which sites that dial in may go to any core,
+# even if some site still has no master.
 BOOT_DEADLINE = 10.0
 
 # How long `show cores` waits for a core's own figures.
@@ -277,7 +278,6 @@ class Hub:
     def __init__(
         self,
         assignable: Sequence[str] = (),
-        serving: Callable[[], Sequence[int]] = tuple,
         sites: Sequence[str] = (),
         coreCount: int = 1,
     ) -> None:
@@ -285,7 +285,6 @@ class Hub:
         self.relayed = 0
         self.claims = ClaimTable()
         self.assignable = tuple(assignable)
-        self.serving = serving
         # Each site has a preferred core (sites dealt round the cores in
         # name order); while the appliance boots, only that core may take a
         # site that dials in, so that sites spread however the kernel
@@ -312,7 +311,15 @@ class Hub:
     # Mastership
 
     def masters(self) -> list:
-        return [[site, claim.core, claim.epoch] for site, claim in sorted(self.claims.claims.items())]
+        """
+        C{[site, core, epoch]} for every site that ever had a master; core
+        None for one that has none now (its master died in that epoch).
+        """
+        rows = []
+        for site, epoch in sorted(self.claims.lastEpoch.items()):
+            claim = self.claims.holder(site)
+            rows.append([site, claim.core, claim.epoch] if claim is not None else [site, None, epoch])
+        return rows
 
     def _announce(self, site: str, core: Optional[int], epoch: int) -> None:
         for connection in [self.connections[c] for c in sorted(self.connections)]:
@@ -330,6 +337,9 @@ class Hub:
             return None
         claim = self.claims.claim(site, core, takeover)
         if claim is not None and claim != before:
+            if self.booting and all(self.claims.holder(s) is not None for s in self.preferred):
+                # Every site has a master: the boot-time spreading is done.
+                self.booting = False
             self.log.info(
                 "core {core} masters site {site} (epoch {epoch})", core=core, site=site, epoch=claim.epoch
             )
@@ -337,20 +347,17 @@ class Hub:
         return claim
 
     def _mayTakeOver(self, core: int, site: str) -> bool:
+        """
+        While the appliance boots, only a site's preferred core may take it
+        over (a busier core refuses it and the site dials again), so that
+        sites spread however the kernel hands out the first connections.
+        Afterwards the first core to accept a site keeps it: after a core
+        dies, a quick takeover matters more than balance.
+        """
         preferred = self.preferred.get(site)
         if self.booting and preferred is not None and preferred in self.connections:
             return core == preferred
-        return self._leastLoaded(core, site)
-
-    def _leastLoaded(self, core: int, site: str) -> bool:
-        serving = [c for c in self.serving() if c in self.connections]
-        if core not in serving or len(serving) < 2:
-            return True
-        counts = self.claims.mastersOf()
-        current = self.claims.holder(site)
-        if current is not None:
-            counts[current.core] -= 1
-        return counts.get(core, 0) <= min(counts.get(c, 0) for c in serving)
+        return True
 
     def release(self, site: str, core: int, epoch: int) -> None:
         if self.claims.release(site, core, epoch):
@@ -434,9 +441,7 @@ class CoreMonitor(Service):
         self.policy = policy
         self.env = env
         self.slots = [CoreSlot(core, policy.minDelay) for core in range(count)]
-        self.hub = Hub(
-            assignable, lambda: [slot.core for slot in self.slots if slot.state == "up"], sites, count
-        )
+        self.hub = Hub(assignable, sites, count)
 
     # Service
 
@@ -498,8 +503,6 @@ class CoreMonitor(Service):
     def coreReady(self, slot: CoreSlot, pid: int) -> None:
         if slot.state == "starting":
             slot.state = "up"
-        if self.hub.booting and all(s.state == "up" for s in self.slots):
-            self.hub.booting = False
         self.log.info("core {core} (pid {pid}) is serving", core=slot.core, pid=pid)
 
     def coreEnded(self, slot: CoreSlot, reason: Failure) -> None:
@@ -574,6 +577,10 @@ class CoreMonitor(Service):
         asks, cores = [], []
         for slot in self.slots:
             if slot.protocol is None or (only is not None and slot.core != only):
+                continue
+            if only is None and slot.state != "up":
+                # A core still joining holds no complete table yet, and
+                # would make the console wait for it.
                 continue
             arguments = {"what": what} if site is None else {"what": what, "site": site}
             d = slot.protocol.connection.callRemote(CoreInspect, **arguments)

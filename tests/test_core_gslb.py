@@ -790,3 +790,30 @@ class InspectTests(GSLBTestCase):
 class HandlerTests(SynchronousTestCase):
     def test_interface(self):
         verifyObject(IMEPHandler, ApplianceSessionHandler(None, "west"))
+
+
+class OrphanTests(GSLBTestCase):
+    """A site whose master died, and that nobody masters yet."""
+
+    def test_joiningCoreAsksPeersForAnOrphansLastMetrics(self):
+        self.gslb.sync([["west", None, 5]])
+        self.assertIn((TOPIC_SNAPSHOT_REQUEST, {"site": "west", "orphan": 5}, None), self.published)
+        # A peer's copy from that epoch is taken; one from another epoch is not.
+        self.gslb.delivered(3, TOPIC_SNAPSHOT, snapshotBody(epoch=4))
+        self.assertFalse(self.gslb.table["west"].hasSnapshot)
+        self.gslb.delivered(3, TOPIC_SNAPSHOT, snapshotBody(epoch=5, seq=9))
+        self.assertEqual(self.gslb.table["west"].version(), (5, 9))
+        # An older copy from another peer does not replace it.
+        self.gslb.delivered(2, TOPIC_SNAPSHOT, snapshotBody(epoch=5, seq=8))
+        self.assertEqual(self.gslb.table["west"].version(), (5, 9))
+
+    def test_peerAnswersForAnOrphan(self):
+        self.gslb.masterChanged("west", 2, 5)
+        self.gslb.delivered(2, TOPIC_SNAPSHOT, snapshotBody())
+        self.gslb.masterChanged("west", None, 5)
+        del self.published[:]
+        self.gslb.delivered(3, TOPIC_SNAPSHOT_REQUEST, json.dumps({"site": "west", "orphan": 5}).encode())
+        self.assertEqual([(t, b["epoch"], b["seq"], target) for t, b, target in self.published], [(TOPIC_SNAPSHOT, 5, 4, 3)])
+        del self.published[:]
+        self.gslb.delivered(3, TOPIC_SNAPSHOT_REQUEST, json.dumps({"site": "west", "orphan": 4}).encode())
+        self.assertEqual(self.published, [])

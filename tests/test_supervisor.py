@@ -14,7 +14,7 @@ from twisted.protocols import amp
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from gslb_twisted.protocol.commands import CoreReady, CoreStatus, Deliver, LogEvent, Publish
+from gslb_twisted.protocol.commands import AssignSite, CoreReady, CoreStatus, Deliver, LogEvent, MasterChanged, Publish
 from gslb_twisted.respawn import RespawnPolicy
 from gslb_twisted.supervisor import CHILD_AMP_IN, CoreMonitor, Hub, unixModeControl
 
@@ -301,3 +301,57 @@ class ControlEndpointTests(SynchronousTestCase):
         self.assertEqual(unixModeControl("unix:gslb.ctl"), "unix:gslb.ctl:mode=600")
         self.assertEqual(unixModeControl("unix:x.ctl:mode=660"), "unix:x.ctl:mode=660")
         self.assertEqual(unixModeControl("tcp:5301:interface=127.0.0.1"), "tcp:5301:interface=127.0.0.1")
+
+
+class HubMastershipTests(SynchronousTestCase):
+    """The hub as arbiter of site mastership."""
+
+    def makeHub(self, cores=2):
+        hub = Hub(assignable=("north", "south"), sites=("east", "north", "south", "west"), coreCount=cores)
+        connections = {core: RecordingConnection() for core in range(cores)}
+        for core, connection in connections.items():
+            hub.join(core, connection)
+        return hub, connections
+
+    def announcements(self, connection):
+        return [(k["site"], k.get("core"), k["epoch"]) for c, k in connection.calls if c is MasterChanged]
+
+    def test_assignedSitesSpreadAndAnnounced(self):
+        hub, connections = self.makeHub()
+        hub.assignUnclaimed()
+        # Sites are dealt round the cores in name order: east 0, north 1, south 0, west 1.
+        self.assertEqual(hub.masters(), [["north", 1, 1], ["south", 0, 1]])
+        assigned = [(k["site"], k["epoch"]) for c, k in connections[1].calls if c is AssignSite]
+        self.assertEqual(assigned, [("north", 1)])
+        for connection in connections.values():
+            self.assertEqual(self.announcements(connection), [("north", 1, 1), ("south", 0, 1)])
+
+    def test_bootingOnlyPreferredCoreTakesOver(self):
+        hub, _ = self.makeHub()
+        self.assertIsNone(hub.claim("west", 0, takeover=True))  # west prefers core 1
+        self.assertEqual(hub.claim("west", 1, takeover=True).epoch, 1)
+        hub.booting = False
+        # After boot the first core to accept a site that dials in keeps it.
+        self.assertEqual(hub.claim("west", 0, takeover=True), hub.claims.holder("west"))
+        self.assertEqual(hub.claims.holder("west").epoch, 2)
+
+    def test_preferredCoreGoneAnyCoreTakesOver(self):
+        hub, connections = self.makeHub()
+        hub.leave(1, connections[1])
+        self.assertEqual(hub.claim("west", 0, takeover=True).core, 0)
+
+    def test_deadCoreSitesReassignedOrReleased(self):
+        hub, connections = self.makeHub()
+        hub.assignUnclaimed()
+        hub.booting = False
+        hub.claim("west", 1, takeover=True)
+        hub.leave(1, connections[1])
+        del connections[0].calls[:]
+        hub.coreDied(1)
+        # north (assigned) goes to the survivor in a new epoch; west (dials
+        # in) has no master until it connects again.
+        self.assertEqual(
+            self.announcements(connections[0]),
+            [("north", None, 1), ("west", None, 1), ("north", 0, 2)],
+        )
+        self.assertEqual(hub.masters(), [["north", 0, 2], ["south", 0, 1], ["west", None, 1]])

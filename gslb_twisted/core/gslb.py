@@ -253,6 +253,7 @@ class CoreGSLB:
         # the ones still missing are asked again every metrics_interval.
         for site, core, epoch in masters:
             self.masterChanged(site, core, epoch)
+        self._requestOrphans()
         synced = self._synced = defer.Deferred()
         self._retry = self.reactor.callLater(self.metricsInterval, self._requestMissing)
         # A master that never answers must not keep a core out of service
@@ -261,6 +262,18 @@ class CoreGSLB:
         self._checkSynced()
         # Not self._synced: with nothing to wait for it is already cleared.
         return synced
+
+    def _requestOrphans(self) -> None:
+        """
+        Sites whose master died and that nobody masters yet (one that dials
+        us reconnects in a moment): every other core still holds their last
+        metrics; ask them, so that we answer from the same.  We do not wait
+        for these: there may be nobody left to answer.
+        """
+        for site in self.table.sites:
+            if self.view.master(site) is None and site in self.view.epochs:
+                body = json.dumps({"site": site, "orphan": self.view.epochs[site]}).encode()
+                self.publish(TOPIC_SNAPSHOT_REQUEST, body)
 
     def _missingSnapshots(self) -> list[str]:
         missing = []
@@ -494,8 +507,13 @@ class CoreGSLB:
         """As master: record what the site said, propagate the change."""
         before = self.table[site].state
         delta = self.table.recordAsMaster(site, now=self.reactor.seconds(), **values)
-        after = self.table[site].state
-        if after != before and after is not None:
+        metrics = self.table[site]
+        after = metrics.state
+        # A core taking over a site it knew nothing of (state None) in a
+        # later epoch sees no transition: the site was UP under the previous
+        # master, which logged it.
+        inherited = before is None and after == UP and metrics.epoch > 1
+        if after != before and after is not None and not inherited:
             self._logTransition(site, after, reason)
         self._refreshMonitors(site)
         now = self.reactor.seconds()
@@ -569,8 +587,13 @@ class CoreGSLB:
             elif outcome == APPLIED and _affectsAnswers(message["changes"]):
                 self.scheduleReplan(message["site"])
         elif topic == TOPIC_SNAPSHOT:
-            if self.table.applySnapshot(message, self.view.master(message["site"]), sender):
-                self.scheduleReplan(message["site"])
+            site = message["site"]
+            master = self.view.master(site)
+            if master is None and self._acceptsOrphan(message):
+                # The last metrics of a site without a master, from a peer.
+                master = (sender, message["epoch"])
+            if self.table.applySnapshot(message, master, sender):
+                self.scheduleReplan(site)
                 self._checkSynced()
         elif topic == TOPIC_FRESH:
             self.table.touch(message, self.view.master(message["site"]), sender)
@@ -578,6 +601,20 @@ class CoreGSLB:
             site = message["site"]
             if site in self.mastered:
                 self._broadcastSnapshot(site, sender)
+            elif "orphan" in message and self.view.master(site) is None:
+                metrics = self.table.sites.get(site)
+                if metrics is not None and metrics.hasSnapshot and metrics.epoch == message["orphan"]:
+                    self._broadcastSnapshot(site, sender)
+
+    def _acceptsOrphan(self, snapshot: dict) -> bool:
+        """A peer's snapshot of a masterless site, of the epoch it was orphaned in, and newer than ours."""
+        site = snapshot["site"]
+        metrics = self.table.sites.get(site)
+        return (
+            metrics is not None
+            and snapshot["epoch"] == self.view.epochs.get(site)
+            and (not metrics.hasSnapshot or (snapshot["epoch"], snapshot["seq"]) > metrics.version())
+        )
 
     # --- answers ------------------------------------------------------------------------
 
