@@ -143,9 +143,13 @@ class _ChildPipeTransport:
     def __init__(self, process: IProcessTransport) -> None:
         self._process = process
         self.disconnecting = False
+        self.closed = False
 
     def write(self, data: bytes) -> None:
-        self._process.writeToChild(CHILD_AMP_IN, data)
+        # A core dying closes its pipes before its end is reported: what is
+        # written meanwhile has nobody to read it.
+        if not self.closed:
+            self._process.writeToChild(CHILD_AMP_IN, data)
 
     def writeSequence(self, data) -> None:
         self.write(b"".join(data))
@@ -224,7 +228,12 @@ class CoreProcessProtocol(ProcessProtocol):
         self._partial = {1: b"", 2: b""}
 
     def connectionMade(self) -> None:
-        self.connection.makeConnection(_ChildPipeTransport(self.transport))
+        self.pipe = _ChildPipeTransport(self.transport)
+        self.connection.makeConnection(self.pipe)
+
+    def childConnectionLost(self, childFD: int) -> None:
+        if childFD in (CHILD_AMP_IN, CHILD_AMP_OUT):
+            self.pipe.closed = True
 
     def childDataReceived(self, childFD: int, data: bytes) -> None:
         if childFD == CHILD_AMP_OUT:

@@ -355,3 +355,25 @@ class HubMastershipTests(SynchronousTestCase):
             [("north", None, 1), ("west", None, 1), ("north", 0, 2)],
         )
         self.assertEqual(hub.masters(), [["north", 0, 2], ["south", 0, 1], ["west", None, 1]])
+
+
+class DyingCoreTests(SynchronousTestCase):
+    def test_writesToAClosedPipeAreDropped(self):
+        """
+        A core's pipes close before its end is reported; relaying to it or
+        asking it meanwhile must not raise in the supervisor.
+        """
+        reactor, monitor = makeMonitor(2)
+        monitor.startService()
+        dying = reactor.spawned[1]
+        dying["protocol"].childDataReceived(4, boxBytes(CoreReady, core=1, pid=dying["process"].pid))
+
+        def closedPipe(fd, data):
+            raise KeyError(fd)  # what Twisted's Process does for a closed pipe
+
+        dying["process"].writeToChild = closedPipe
+        dying["protocol"].childConnectionLost(CHILD_AMP_IN)
+        reactor.spawned[0]["protocol"].childDataReceived(4, boxBytes(Publish, topic="t", body=b"x"))
+        rows = monitor.describeCores(timeout=1.0)
+        reactor.advance(1.0)
+        self.assertEqual([row["core"] for row in self.successResultOf(rows)], [0, 1])
