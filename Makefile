@@ -23,7 +23,7 @@ demo: venv
 	$(BIN)/twistd --pidfile= -n gslb
 
 test: venv
-	$(BIN)/trial --jobs=$(TRIAL_JOBS) tests benchmarks.test_harness
+	$(BIN)/trial --jobs=$(TRIAL_JOBS) tests benchmarks
 
 bench: venv
 	$(BIN)/python -m benchmarks.dns_qps
