@@ -289,11 +289,13 @@ class Hub:
         assignable: Sequence[str] = (),
         sites: Sequence[str] = (),
         coreCount: int = 1,
+        serving: Callable[[], Sequence[int]] = tuple,
     ) -> None:
         self.connections: dict[int, amp.AMP] = {}
         self.relayed = 0
         self.claims = ClaimTable()
         self.assignable = tuple(assignable)
+        self.serving = serving
         # Each site has a preferred core (sites dealt round the cores in
         # name order); while the appliance boots, only that core may take a
         # site that dials in, so that sites spread however the kernel
@@ -381,7 +383,10 @@ class Hub:
                 continue
             core = self.preferred.get(site)
             if not self.booting or core not in self.connections:
-                core = pickCore(self.connections, self.claims.mastersOf())
+                # A core still joining holds no metrics to carry over: it
+                # masters a site only when no serving core is left.
+                serving = [c for c in self.connections if c in self.serving()] or self.connections
+                core = pickCore(serving, self.claims.mastersOf())
             if core is None:
                 return
             claim = self.claim(site, core)
@@ -450,7 +455,7 @@ class CoreMonitor(Service):
         self.policy = policy
         self.env = env
         self.slots = [CoreSlot(core, policy.minDelay) for core in range(count)]
-        self.hub = Hub(assignable, sites, count)
+        self.hub = Hub(assignable, sites, count, lambda: [slot.core for slot in self.slots if slot.state == "up"])
 
     # Service
 

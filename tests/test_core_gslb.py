@@ -817,3 +817,57 @@ class OrphanTests(GSLBTestCase):
         del self.published[:]
         self.gslb.delivered(3, TOPIC_SNAPSHOT_REQUEST, json.dumps({"site": "west", "orphan": 4}).encode())
         self.assertEqual(self.published, [])
+
+
+class MasterGoneDuringSyncTests(GSLBTestCase):
+    def test_masterDiesDuringSync(self):
+        """The only master awaited dies: nothing is missing any more, serve now."""
+        d = self.gslb.sync([["east", 2, 1]])
+        self.assertNoResult(d)
+        self.gslb.masterChanged("east", None, 1)
+        self.assertEqual(self.gslb._missingSnapshots(), [])
+        self.clock.advance(2.0)      # 2 x metrics_interval
+        self.assertIsNone(self.successResultOf(d))
+
+
+MON_TOPOLOGY = TOPOLOGY.replace(
+    'name = "east-web"\nsite = "east"\nip = "192.0.2.10"\n',
+    'name = "east-web"\nsite = "east"\nip = "192.0.2.10"\n'
+    'monitor = { type = "tcp", interval = 2.0, trigger = "MEPDOWN" }\n',
+)
+
+
+class StaleMonitorVerdictTests(GSLBTestCase):
+    def setUp(self):
+        super().setUp()
+        self.topology = parseTopology(tomllib.loads(MON_TOPOLOGY), "t.toml")
+        self.assertEqual(self.topology.serviceByName["east-web"].monitor.trigger, "MEPDOWN")
+        self.authority = Authority.fromTopology(self.topology)
+        self.gslb = CoreGSLB(self.clock, CORE, self.topology, self.authority, self.publish, self.callHub, secret=SECRET)
+
+    def test_takeoverKeepsPreviousMastersMonitorVerdict(self):
+        # Core 2 mastered east; its MEP session was down so its MEPDOWN
+        # monitor ran and said east-web UP.
+        self.gslb.masterChanged("east", 2, 6)
+        stale = {"east-web": dict(EAST_SERVICES["east-web"], monitor=UP), "east-api": EAST_SERVICES["east-api"]}
+        self.gslb.delivered(2, TOPIC_SNAPSHOT, snapshotBody(site="east", epoch=6, state=DOWN, services=stale,
+                                                            updatedAt=self.clock.seconds()))
+        # east dials us now; MEP is UP again and it reports east-web DOWN.
+        services = {"east-web": dict(EAST_SERVICES["east-web"], state=DOWN), "east-api": EAST_SERVICES["east-api"]}
+        appliance = self.gslb.newSession(None, "inbound")
+        site, _ = self.siteSession("east", services)
+        self.join(appliance, site, "127.0.0.2", applianceDials=False)
+        self.hubCalls[0][2].callback({"granted": True, "epoch": 7})
+        self.clock.advance(0)
+        self.assertEqual(self.gslb.table["east"].state, UP)
+        self.assertEqual(self.gslb.monitors, {})   # MEPDOWN: no monitor runs here
+        # east-web is reported DOWN by a live MEP session: never answered.
+        self.assertNotIn("192.0.2.10", self.answered("www.t.gslb"))
+
+
+class StopTests(GSLBTestCase):
+    def test_stopCancelsTimers(self):
+        self.gslb.sync([["east", 2, 1]])
+        self.gslb.assigned("west", 2)
+        self.successResultOf(self.gslb.stop())
+        self.assertEqual([c.func.__name__ for c in self.clock.getDelayedCalls()], [])

@@ -357,6 +357,17 @@ class HubMastershipTests(SynchronousTestCase):
         self.assertEqual(hub.masters(), [["north", 0, 2], ["south", 0, 1], ["west", None, 1]])
 
 
+    def test_joiningCoreGetsNoSiteWhileAServingCoreRemains(self):
+        """A core still joining holds no metrics to carry over a site with."""
+        hub = Hub(assignable=("north",), sites=("north",), coreCount=2, serving=lambda: [1])
+        connections = {core: RecordingConnection() for core in range(2)}
+        for core, connection in connections.items():
+            hub.join(core, connection)
+        hub.booting = False
+        hub.assignUnclaimed()
+        self.assertEqual(hub.masters(), [["north", 1, 1]])
+
+
 class DyingCoreTests(SynchronousTestCase):
     def test_writesToAClosedPipeAreDropped(self):
         """

@@ -155,6 +155,7 @@ class Mastery:
     session: object = None
     handler: Optional[ApplianceSessionHandler] = None
     connector: Optional[ClientService] = None
+    unreached: object = None  # the check that the site was reached in time
 
 
 class CoreGSLB:
@@ -229,8 +230,9 @@ class CoreGSLB:
         self.running = False
         if self._ager.running:
             self._ager.stop()
-        if self._replanCall is not None and self._replanCall.active():
-            self._replanCall.cancel()
+        for call in (self._replanCall, self._retry, self._syncDeadline):
+            if call is not None and call.active():
+                call.cancel()
         stopping = []
         for site in list(self.mastered):
             stopping.append(self._stopMastering(site, "core stopping", "shutdown"))
@@ -325,6 +327,8 @@ class CoreGSLB:
             # The new master broadcasts its first snapshot; ask as well, in
             # case we joined the hub after it did (asking twice is harmless).
             self.publish(TOPIC_SNAPSHOT_REQUEST, json.dumps({"site": site}).encode(), core)
+        # A master we were waiting for may be gone: nothing left to wait for.
+        self._checkSynced()
 
     def assigned(self, site: str, epoch: int) -> None:
         """The hub made this core master of C{site} (one we dial, or a static one)."""
@@ -338,7 +342,7 @@ class CoreGSLB:
             # Until a session delivers, the previous master's word stands
             # (our snapshot carried it on); a site not reached within
             # dead_interval is DOWN, as is one whose session dies.
-            self.reactor.callLater(self.deadInterval, self._unreached, site, epoch)
+            self.mastered[site].unreached = self.reactor.callLater(self.deadInterval, self._unreached, site, epoch)
         elif not config.metric_exchange:
             # A static site: UP, its services UP unless a monitor says not.
             services = {s.name: {"state": UP} for s in self.topology.services if s.site == site}
@@ -367,6 +371,8 @@ class CoreGSLB:
         if mastery is None:
             return defer.succeed(None)
         self.log.info("core {core} no longer masters site {site}: {why}", core=self.core, site=site, why=why)
+        if mastery.unreached is not None and mastery.unreached.active():
+            mastery.unreached.cancel()
         self._refreshMonitors(site)
         if mastery.session is not None:
             mastery.session.close(code, why)
@@ -459,9 +465,11 @@ class CoreGSLB:
             if handler.services is not None:
                 self._record(site, state=UP, services=handler.services, replace=True)
 
-        self.callHub(ClaimSite, site=site, takeover=True).addCallbacks(
-            granted, lambda f: self.log.failure("claiming site {site}", f, site=site)
-        )
+        def failed(failure) -> None:
+            self.log.failure("claiming site {site}", failure, site=site)
+            session.close("internal", "this core could not take the site over: reconnect")
+
+        self.callHub(ClaimSite, site=site, takeover=True).addCallback(granted).addErrback(failed)
 
     def _activeMastery(self, handler, session) -> Optional[Mastery]:
         mastery = self.mastered.get(handler.site) if handler.site else None
@@ -558,9 +566,12 @@ class CoreGSLB:
                 )
                 self.monitors[service.name] = runner
                 runner.startService()
-            elif not active and runner is not None:
-                del self.monitors[service.name]
-                runner.stopService()
+            elif not active:
+                if runner is not None:
+                    del self.monitors[service.name]
+                    runner.stopService()
+                # A verdict no monitor stands behind any more (ours, or a
+                # previous master's) must not decide the service's state.
                 if site in self.mastered and reported.get("monitor") is not None:
                     self._record(site, services={service.name: {"monitor": None}})
 
@@ -656,6 +667,9 @@ class CoreGSLB:
                 continue
             if metrics.updatedAt is None or now - metrics.updatedAt > self.deadInterval:
                 metrics.state = DOWN
+                # Nobody runs its monitors either: their last verdicts lapse.
+                for values in metrics.services.values():
+                    values.pop("monitor", None)
 
     # --- inspection ---------------------------------------------------------------------
 
