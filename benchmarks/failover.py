@@ -37,7 +37,6 @@ appliance's logs go next to it.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import socket
@@ -55,7 +54,7 @@ import dns.rcode
 import dns.rdatatype
 import dns.version
 from twisted.application.internet import ClientService
-from twisted.internet import defer, task
+from twisted.internet import defer
 from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.protocol import Factory
 from twisted.logger import globalLogBeginner, textFileLogObserver
@@ -63,6 +62,8 @@ from twisted.logger import globalLogBeginner, textFileLogObserver
 from benchmarks import procstat
 from benchmarks.dns_qps import machine, renderTable
 from benchmarks.propagation import (
+    reactorMain,
+    writeResults,
     QUIET_BELOW,
     Appliance,
     BenchError,
@@ -1173,25 +1174,13 @@ async def run(reactor, options, argv: Sequence[str]) -> int:
         "logs": os.path.relpath(logDir, REPO),
         "report": text,
     }
-    path = os.path.join(options.results, f"failover-{stamp}.json")
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(document, f, indent=2)
-        f.write("\n")
-    print(f"\nresults: {os.path.relpath(path, os.getcwd())}")
+    writeResults(options.results, f"failover-{stamp}.json", document)
     failed = any(r.error or r.problems or r.wrong or r.gone or r.targetMet is False for r in results)
     return 1 if failed else 0
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    options = parseArguments(argv)
-
-    async def entry(reactor):
-        code = await run(reactor, options, argv)
-        if code:
-            raise SystemExit(code)
-
-    task.react(lambda reactor: defer.ensureDeferred(entry(reactor)))
+    reactorMain(parseArguments, run, argv)
 
 
 if __name__ == "__main__":

@@ -911,19 +911,29 @@ async def run(reactor, options, argv: Sequence[str]) -> int:
         "logs": os.path.relpath(logDir, REPO),
         "report": text,
     }
-    path = os.path.join(options.results, f"propagation-{stamp}.json")
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(document, f, indent=2)
-        f.write("\n")
-    print(f"\nresults: {os.path.relpath(path, os.getcwd())}")
+    writeResults(options.results, f"propagation-{stamp}.json", document)
     results = list(latencies) + ([volume] if volume else [])
     failed = any(r.error or r.problems or r.valueMismatches or r.siteLosses for r in results)
     return 1 if failed else 0
 
 
-def main(argv: Optional[Sequence[str]] = None) -> None:
+def writeResults(directory: str, name: str, document: dict) -> str:
+    """Write a benchmark's JSON result and say where."""
+    path = os.path.join(directory, name)
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(document, f, indent=2)
+        f.write("\n")
+    print(f"\nresults: {os.path.relpath(path, os.getcwd())}")
+    return path
+
+
+def reactorMain(parse, run, argv: Optional[Sequence[str]] = None) -> None:
+    """
+    Run a benchmark whose C{run(reactor, options, argv)} is a coroutine
+    returning an exit status, under C{task.react}.
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
-    options = parseArguments(argv)
+    options = parse(argv)
 
     async def entry(reactor):
         code = await run(reactor, options, argv)
@@ -931,6 +941,10 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
             raise SystemExit(code)
 
     task.react(lambda reactor: defer.ensureDeferred(entry(reactor)))
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    reactorMain(parseArguments, run, argv)
 
 
 if __name__ == "__main__":
