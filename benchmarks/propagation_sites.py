@@ -278,6 +278,17 @@ class EmulatedSite:
         self.resyncs += 1
         self._sendSnapshot(session)
 
+    # This load generator measures metric propagation: it measures no RTT
+    # and keeps no persistence sessions.
+    def probeReceived(self, session, networks) -> None:
+        session.sendRTT({})
+
+    def rttReported(self, session, rtts) -> None:
+        pass
+
+    def sessionsReceived(self, session, entries) -> None:
+        pass
+
     def rttMeasured(self, session, rtt) -> None:
         """Kept by the session."""
 

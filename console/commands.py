@@ -12,17 +12,23 @@ L{completionTree} are read off the same table.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import math
 import re
 from dataclasses import dataclass, field
 from difflib import SequenceMatcher, get_close_matches
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from twisted.protocols import amp
 
+from gslb_twisted.config import LB_METHODS
 from gslb_twisted.protocol.commands import (
+    DisableService,
+    EnableService,
+    Resolve,
     SetSiteService,
+    SetVServer,
     ShowConsistency,
     ShowCores,
     ShowMEP,
@@ -30,7 +36,9 @@ from gslb_twisted.protocol.commands import (
     ShowServices,
     ShowSites,
     ShowSiteServices,
+    ShowVServers,
     UnsetSiteService,
+    normaliseQType,
 )
 
 APPLIANCE, SITE, LOCAL = "appliance", "site emulator", "local"
@@ -47,7 +55,9 @@ class Argument:
     metavar: str
     key: str  # the AMP argument it fills
     required: bool = True
-    entity: Optional[str] = None  # what it names, for completion: "site", "service", ...
+    entity: Optional[str] = None  # what it names, for completion: "site", "service", "vserver", "domain"
+    choices: tuple[str, ...] = ()  # completed when no entity names it
+    convert: Optional[Callable[[str], Any]] = None  # raises ValueError, with a message, on a bad value
 
 
 @dataclass(frozen=True)
@@ -60,7 +70,7 @@ class Option:
 
     name: str
     key: str
-    kind: str  # "int", "float" or "choice"
+    kind: str  # "int", "float", "choice" or "ip"
     metavar: str
     help: str
     choices: tuple[str, ...] = ()
@@ -75,6 +85,8 @@ class Option:
     def expected(self) -> str:
         if self.kind == "choice":
             return "one of " + ", ".join(self.choices)
+        if self.kind == "ip":
+            return "an IPv4 or IPv6 address"
         noun = "an integer" if self.kind == "int" else "a number"
         if self.low is not None and self.high is not None:
             return f"{noun} from {self.low:g} to {self.high:g}"
@@ -92,6 +104,11 @@ class Option:
                 if raw.upper() == choice.upper():
                     return choice
             raise bad()
+        if self.kind == "ip":
+            try:
+                return str(ipaddress.ip_address(raw))
+            except ValueError:
+                raise bad() from None
         try:
             value: Any = int(raw, 10) if self.kind == "int" else float(raw)
         except ValueError:
@@ -105,7 +122,8 @@ class Option:
     def synopsis(self, flag: bool = False) -> str:
         if flag:
             return self.spelled
-        value = "|".join(self.choices) if self.kind == "choice" else self.metavar
+        # A long list of choices is named by its metavar (errors list them).
+        value = "|".join(self.choices) if self.kind == "choice" and len(self.choices) <= 4 else self.metavar
         return f"{self.spelled} {value}"
 
 
@@ -120,7 +138,9 @@ class Command:
     @ivar flags: the options take no value (C{unset service NAME -load}).
     @ivar shape: how the result renders: C{"rows"} (a list of rows),
         C{"row"} (one row), C{"metrics"} (one site as a core holds it),
-        C{"consistency"}, or C{"local"} (no AMP call).
+        C{"consistency"}, C{"vservers"} (a table, or one vserver in
+        detail), C{"resolve"} (an answer and why), C{"change"} (what a
+        runtime change did), or C{"local"} (no AMP call).
     """
 
     words: tuple[str, ...]
@@ -179,6 +199,13 @@ METRIC_OPTIONS: tuple[Option, ...] = (
 SERVICE_COLUMNS = ("name", "site", "ip", "port", "state", "connections", "response_time", "bandwidth", "packets", "load")
 METRIC_COLUMNS = ("name", "state", "connections", "response_time", "bandwidth", "packets", "load")
 SITE_SERVICE_COLUMNS = ("name", "ip", "port") + METRIC_COLUMNS[1:] + ("pinned",)
+VSERVER_COLUMNS = ("name", "state", "method", "persistence", "services", "backup")
+VSERVER_SERVICE_COLUMNS = ("name", "site", "ip", "weight", "state", "reason", "enabled")
+# A candidate's columns, in this order; any other value it carries follows.
+CANDIDATE_COLUMNS = ("service", "ip", "site", "weight", "state", "chosen", "connections", "response_time", "bandwidth",
+                     "packets", "load", "distance_km", "rtt_ms")
+# The query types `resolve` completes (any other name or number is accepted).
+QUERY_TYPES = ("A", "AAAA", "ANY", "CNAME", "MX", "NS", "SOA", "SRV", "TXT")
 
 GRAMMAR: tuple[Command, ...] = (
     Command(
@@ -217,6 +244,47 @@ GRAMMAR: tuple[Command, ...] = (
         ("show", "consistency"), ShowConsistency,
         "Does every core hold the same (epoch, seq) of every site?",
         APPLIANCE, resultKey="result", shape="consistency",
+    ),
+    Command(
+        ("show", "gslb", "vserver"), ShowVServers,
+        "GSLB vservers: state, LB method in effect, persistence, services up, backup; with NAME, its services.",
+        APPLIANCE, arguments=(Argument("NAME", "name", required=False, entity="vserver"),),
+        shape="vservers", columns=VSERVER_COLUMNS,
+    ),
+    Command(
+        ("resolve",), Resolve,
+        "The answer a core would give now (--core N, default the lowest serving), and why: "
+        "method, candidates with their metrics, excluded services and the reason.",
+        APPLIANCE,
+        arguments=(
+            Argument("NAME", "name", entity="domain"),
+            Argument("TYPE", "qtype", required=False, choices=QUERY_TYPES, convert=normaliseQType),
+        ),
+        options=(
+            Option("client", "client", "ip", "IP", "the client address the answer is for", dashes="--"),
+            Option("core", "core", "int", "N", "the core that answers", low=0, dashes="--"),
+        ),
+        resultKey="result", shape="resolve",
+    ),
+    Command(
+        ("set", "gslb", "vserver"), SetVServer,
+        "Answer with another LB method, on every core, until set again (set the configured one to undo): "
+        + ", ".join(LB_METHODS) + ".",
+        APPLIANCE, arguments=(Argument("NAME", "name", entity="vserver"),),
+        options=(Option("lbMethod", "lbMethod", "choice", "METHOD", "the LB method", choices=LB_METHODS),),
+        needsOption=True, resultKey="result", shape="change",
+    ),
+    Command(
+        ("enable", "gslb", "service"), EnableService,
+        "Answer with the service again (when it is up), on every core.",
+        APPLIANCE, arguments=(Argument("NAME", "name", entity="service"),),
+        resultKey="result", shape="change",
+    ),
+    Command(
+        ("disable", "gslb", "service"), DisableService,
+        "Never answer with the service, whatever its state, on every core, until enabled.",
+        APPLIANCE, arguments=(Argument("NAME", "name", entity="service"),),
+        resultKey="result", shape="change",
     ),
     Command(
         ("show", "services"), ShowSiteServices,
@@ -334,7 +402,11 @@ def parse(line: str) -> Invocation:
     arguments: dict[str, Any] = {}
     for argument in command.arguments:
         if positional:
-            arguments[argument.key] = positional.pop(0)
+            raw = positional.pop(0)
+            try:
+                arguments[argument.key] = argument.convert(raw) if argument.convert is not None else raw
+            except ValueError as e:
+                raise CommandError(f"{command.name}: {e}") from None
         elif argument.required:
             raise CommandError(f"{command.name}: expected {argument.metavar} (usage: {command.synopsis()})")
     if positional:
@@ -419,7 +491,140 @@ def render(invocation: Invocation, result: dict, asJSON: bool) -> str:
             rows.append(row)
         verdict = "consistent: " + ("yes" if value.get("consistent") else "no")
         return verdict + "\n" + renderTable(rows, ("site",) + tuple(f"core {c}" for c in cores))
+    if command.shape == "vservers":
+        rows = list(value)
+        if invocation.arguments.get("name") is not None and len(rows) == 1:
+            return renderVServer(rows[0])
+        return renderTable([_vserverLine(row) for row in rows], command.columns)
+    if command.shape == "resolve":
+        return renderResolve(value)
+    if command.shape == "change":
+        return renderChange(value)
     raise ValueError(f"no rendering for {command.name!r}")
+
+
+def _method(method: Any, fallback: Any) -> str:
+    return f"{_cell(method)} (fallback)" if fallback else _cell(method)
+
+
+def _persistence(row: dict) -> str:
+    persistence = row.get("persistence") or "NONE"
+    if persistence != "NONE" and row.get("persistence_timeout") is not None:
+        return f"{persistence} {row['persistence_timeout']}s"
+    return persistence
+
+
+def _servicesUp(row: dict) -> str:
+    services = row.get("services") or []
+    up = sum(1 for s in services if s.get("state") == "UP" and s.get("enabled", True))
+    return f"{up}/{len(services)}"
+
+
+def _vserverLine(row: dict) -> dict:
+    """One vserver as a line of C{show gslb vserver}: the method it answers with now."""
+    return {
+        "name": row.get("name"),
+        "state": row.get("state"),
+        "method": _method(row.get("effective_method") or row.get("lb_method"), row.get("fallback")),
+        "persistence": _persistence(row),
+        "services": _servicesUp(row),
+        "backup": row.get("backup_vserver"),
+    }
+
+
+def _spillover(spillover: Optional[dict]) -> str:
+    if not spillover:
+        return "-"
+    text = f"{_cell(spillover.get('method'))} threshold {_cell(spillover.get('threshold'))}"
+    if spillover.get("value") is not None:
+        text += f", now {_cell(spillover.get('value'))}"
+    return text + (" (spilled over)" if spillover.get("spilled") else "")
+
+
+def renderVServer(row: dict) -> str:
+    """C{show gslb vserver NAME}: its settings, then its services with their state, reason and whether enabled."""
+    method = _cell(row.get("lb_method"))
+    configured = row.get("configured_lb_method")
+    if configured is not None and configured != row.get("lb_method"):
+        method += f" (set at run time; configured {configured})"
+    effective = row.get("effective_method")
+    answering = None
+    if row.get("fallback") or (effective is not None and effective != row.get("lb_method")):
+        answering = _method(effective, row.get("fallback"))
+    persistence = _persistence(row)
+    if row.get("persistence_entries") is not None and (row.get("persistence") or "NONE") != "NONE":
+        persistence += f", {row['persistence_entries']} entries"
+    fields = (
+        ("domains", _cell(row.get("domains"))),
+        ("state", _cell(row.get("state"))),
+        ("method", method),
+    ) + ((("answering with", answering),) if answering is not None else ()) + (
+        ("backup method", _cell(row.get("backup_lb_method"))),
+        ("persistence", persistence),
+        ("ttl", _cell(row.get("ttl"))),
+        ("answers", _cell(row.get("answers"))),
+        ("backup vserver", _cell(row.get("backup_vserver"))),
+        ("spillover", _spillover(row.get("spillover"))),
+    )
+    width = max(len(label) for label, _ in fields)
+    lines = [f"vserver {_cell(row.get('name'))}"]
+    lines += [f"  {label.ljust(width)}  {text}" for label, text in fields]
+    return "\n".join(lines) + "\n" + renderTable(list(row.get("services") or []), VSERVER_SERVICE_COLUMNS)
+
+
+def renderResolve(result: dict) -> str:
+    """
+    C{resolve}: the answer, then why: the vserver, its method, whether it
+    fell back, persistence, the candidates with their metric values and
+    load, and the services left out with the reason.
+    """
+    client = f" from {result['client']}" if result.get("client") else ""
+    answer = " ".join(str(a) for a in result.get("answer") or []) or "(no address)"
+    lines = [
+        f"{_cell(result.get('name'))} {_cell(result.get('qtype'))}{client}, core {_cell(result.get('core'))}: "
+        f"{_cell(result.get('rcode'))} {answer}",
+        "  ".join((
+            f"vserver {_cell(result.get('vserver'))}",
+            f"method {_method(result.get('method'), result.get('fallback'))}",
+            f"source {_cell(result.get('source'))}",
+            f"persistence {_cell(result.get('persistence'))}",
+        )),
+    ]
+    if result.get("fallback_reason"):
+        lines.append(f"fallback: {result['fallback_reason']}")
+    if result.get("spillover"):
+        lines.append(f"spillover {_spillover(result['spillover'])}")
+    candidates = list(result.get("candidates") or [])
+    if candidates:
+        extra = sorted({key for c in candidates for key in c} - set(CANDIDATE_COLUMNS))
+        # A metric no candidate has a value for says nothing.
+        columns = tuple(
+            c for c in CANDIDATE_COLUMNS + tuple(extra)
+            if c == "service" or any(candidate.get(c) is not None for candidate in candidates)
+        )
+        lines.append("candidates:")
+        lines.append(renderTable(candidates, columns))
+    else:
+        lines.append("candidates: none")
+    excluded = list(result.get("excluded") or [])
+    if excluded:
+        lines.append("excluded:")
+        lines.append(renderTable(excluded, ("service", "reason")))
+    return "\n".join(lines)
+
+
+def renderChange(result: dict) -> str:
+    """What C{set gslb vserver} / C{enable|disable gslb service} did, and on which cores."""
+    applied = list(result.get("cores") or [])
+    cores = ("core " if len(applied) == 1 else "cores ") + ", ".join(str(c) for c in applied) if applied else "no core (none is running)"
+    if "lb_method" in result:
+        text = f"vserver {result.get('name')}: lbMethod {result['lb_method']}"
+        configured = result.get("configured_lb_method")
+        if configured is not None and configured != result["lb_method"]:
+            text += f" (configured {configured})"
+    else:
+        text = f"service {result.get('name')}: {'enabled' if result.get('enabled') else 'disabled'}"
+    return f"{text}; applied by {cores}"
 
 
 def _coreOrder(core: str):
@@ -450,6 +655,28 @@ def helpText(topic: str = "") -> str:
     return "\n".join(lines)
 
 
+# Where the names Tab completes come from, by kind (the first command an
+# endpoint knows wins: a site emulator names its services another way).
+ENTITY_SOURCES: tuple[tuple[str, type[amp.Command]], ...] = (
+    ("site", ShowSites),
+    ("service", ShowServices),
+    ("service", ShowSiteServices),
+    ("vserver", ShowVServers),
+)
+
+
+def entityNames(rows: dict[str, list[dict]]) -> dict[str, list[str]]:
+    """
+    The names to complete, by kind, from the rows of L{ENTITY_SOURCES}'
+    commands; a vserver's domains complete C{resolve}.
+    """
+    names = {kind: sorted({str(row["name"]) for row in found if "name" in row}) for kind, found in rows.items()}
+    domains = {str(d) for row in rows.get("vserver", []) for d in row.get("domains") or []}
+    if domains:
+        names["domain"] = sorted(domains)
+    return names
+
+
 def completionTree(entities: Optional[dict[str, list[str]]] = None) -> dict:
     """
     The grammar as nested words for prompt-toolkit's C{NestedCompleter}:
@@ -462,11 +689,21 @@ def completionTree(entities: Optional[dict[str, list[str]]] = None) -> dict:
         node = tree
         for word in command.words[:-1]:
             node = node.setdefault(word, {})
-        tail: Optional[dict] = {o.spelled: None for o in command.options} or None
-        names = []
-        for argument in command.arguments:
-            names += entities.get(argument.entity or "", [])
-        if names:
-            tail = {name: dict(tail) if tail else None for name in names}
+        # An option completes its values (-lbMethod ROUNDROBIN).
+        options = {
+            o.spelled: {c: None for c in o.choices} if o.kind == "choice" and not command.flags else None
+            for o in command.options
+        }
+        tail: Optional[dict] = dict(options) or None
+        # Each argument's names lead to the next argument's, then to the
+        # options (which an optional argument may also be skipped for).
+        for argument in reversed(command.arguments):
+            names = list(entities.get(argument.entity or "", [])) or list(argument.choices)
+            if not names:
+                continue
+            level = {name: dict(tail) if tail else None for name in names}
+            if not argument.required:
+                level = {**options, **level}
+            tail = level
         node[command.words[-1]] = tail
     return tree

@@ -73,20 +73,81 @@ async def runOnce(reactor, arguments, out=sys.stdout, err=sys.stderr) -> int:
     return EXIT_OK
 
 
+def makeCompleter(entities: Optional[dict[str, list[str]]] = None):
+    """
+    Tab completion of the grammar's words, entity names, options and their
+    values (L{console.commands.completionTree}).  Unlike prompt-toolkit's
+    own L{NestedCompleter}, a word is matched whole with its dashes
+    (C{--c} completes C{--core}) and in any case (C{-lbmethod} leads on
+    to the methods).
+    """
+    from prompt_toolkit.completion import NestedCompleter, WordCompleter
+    from prompt_toolkit.document import Document
+
+    from console.commands import completionTree
+
+    class CommandCompleter(NestedCompleter):
+        def get_completions(self, document, complete_event):
+            text = document.text_before_cursor.lstrip()
+            stripped = len(document.text_before_cursor) - len(text)
+            if " " not in text:
+                words = WordCompleter(list(self.options), ignore_case=self.ignore_case, WORD=True)
+                yield from words.get_completions(document, complete_event)
+                return
+            first = text.split()[0]
+            completer = self.options.get(first)
+            if completer is None:
+                folded = {key.lower(): value for key, value in self.options.items()}
+                completer = folded.get(first.lower())
+            if completer is not None:
+                remaining = text[len(first):].lstrip()
+                moved = len(text) - len(remaining) + stripped
+                yield from completer.get_completions(
+                    Document(remaining, cursor_position=document.cursor_position - moved), complete_event
+                )
+
+    return CommandCompleter.from_nested_dict(completionTree(entities))
+
+
+async def fetchEntities(reactor, description: str) -> dict[str, list[str]]:
+    """
+    The names of the endpoint's sites, services, vservers and domains, for
+    Tab completion; empty when nothing answers (it is tried again later).
+    """
+    from console.commands import ENTITY_SOURCES, entityNames
+
+    try:
+        connection = await _connect(reactor, description)
+    except Exception:
+        return {}
+    rows: dict[str, list[dict]] = {}
+    try:
+        for kind, command in ENTITY_SOURCES:
+            if kind in rows:
+                continue
+            try:
+                result = await connection.callRemote(command)
+            except Exception:
+                # Not a command of this endpoint, or no core answered.
+                continue
+            rows[kind] = list(result.get("rows") or [])
+    finally:
+        connection.transport.loseConnection()
+    return entityNames(rows)
+
+
 async def runInteractive(reactor, arguments) -> int:
     from prompt_toolkit import PromptSession
-    from prompt_toolkit.completion import NestedCompleter
     from prompt_toolkit.history import FileHistory
     from prompt_toolkit.patch_stdout import patch_stdout
     from twisted.internet.defer import Deferred
 
-    from console.commands import completionTree
-
     stateDir = os.path.join(os.environ.get("XDG_STATE_HOME", os.path.expanduser("~/.local/state")), "gslb-console")
     os.makedirs(stateDir, exist_ok=True)
+    entities = await fetchEntities(reactor, arguments.connect)
     session = PromptSession(
         history=FileHistory(os.path.join(stateDir, "history")),
-        completer=NestedCompleter.from_nested_dict(completionTree()),
+        completer=makeCompleter(entities),
     )
     with patch_stdout():
         while True:
@@ -101,6 +162,11 @@ async def runInteractive(reactor, arguments) -> int:
                 return EXIT_OK
             arguments.command = line
             await runOnce(reactor, arguments)
+            if not entities:
+                # The endpoint was not up yet: names complete once it is.
+                entities = await fetchEntities(reactor, arguments.connect)
+                if entities:
+                    session.completer = makeCompleter(entities)
 
 
 def _ensureFuture(coroutine):

@@ -8,6 +8,7 @@ silently falls back to a default.  Nothing in here touches a reactor.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import math
 import os
@@ -54,6 +55,7 @@ MONITOR_TRIGGERS = ("ALWAYS", "MEPDOWN", "MEPDOWN_SVCDOWN")
 SITE_PROTOCOLS = ("mep", "snmp")
 PERSISTENCE_TYPES = ("NONE", "SOURCEIP")
 SPILLOVER_METHODS = ("NONE", "CONNECTION", "DYNAMICCONNECTION", "BANDWIDTH", "HEALTH")
+SPILLOVER_ACTIONS = ("ACCEPT", "DROP")
 SNMP_VERSIONS = ("1", "2c", "3")
 LOG_FORMATS = ("text", "json")
 
@@ -190,6 +192,8 @@ class SiteEmulator:
     seed: Optional[int]
     timeline: tuple[TimelineEvent, ...] = ()
     peers: tuple[MEPPeer, ...] = ()
+    # Emulated RTT (ms) to client networks, overriding the location model.
+    rtt: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
 
 
 @dataclass(frozen=True)
@@ -270,6 +274,7 @@ class CustomLoadMetric:
 class Spillover:
     method: str
     threshold: int
+    backup_action: str = "ACCEPT"  # no usable backup vserver: keep answering (ACCEPT) or DROP
 
 
 @dataclass(frozen=True)
@@ -287,6 +292,14 @@ class VServer:
     persistence_timeout: int
     backup_vserver: Optional[str]
     spillover: Optional[Spillover]
+    # NetScaler's -netmask / -v6netmasklen (SOURCEIPHASH), -persistMask /
+    # -v6persistmasklen (SOURCEIP persistence), -tolerance (RTT, ms).
+    netmask: str = "255.255.255.255"
+    v6_netmask_len: int = 128
+    persist_mask: str = "255.255.255.255"
+    v6_persist_mask_len: int = 128
+    tolerance: int = 0
+    custom_load_exclude: str = "any"  # exclude a service over "any" or "all" thresholds
 
 
 @dataclass(frozen=True)
@@ -483,6 +496,18 @@ def _oid(value: Any) -> str:
     return value.lstrip(".")
 
 
+def _netmask(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError
+    try:
+        network = ipaddress.IPv4Network("0.0.0.0/" + value)
+    except ValueError:
+        raise ValueError from None
+    if network.prefixlen == 0:
+        raise ValueError
+    return str(network.netmask)
+
+
 def _url(value: Any) -> str:
     if not isinstance(value, str) or not re.match(r"^https?://[^\s/]+", value):
         raise ValueError(value)
@@ -547,7 +572,38 @@ def _appliance(path: str, raw: Any) -> Appliance:
             f"expected at least metrics_interval ({appliance.metrics_interval})",
             appliance.dead_interval,
         )
+    if appliance.location_db is not None:
+        resolved = _locationPath(path, appliance.location_db)
+        from gslb_twisted.lb.locations import LocationDB, LocationDBError
+
+        try:
+            LocationDB.fromCSV(resolved)
+        except LocationDBError as e:
+            raise ConfigError(path, t.label, "location_db", f"expected a location CSV (`cidr,lat,lon[,region]` lines): {e}", hasFound=False) from None
+        appliance = dataclasses.replace(appliance, location_db=resolved)
     return appliance
+
+
+def _locationPath(configPath: str, value: str) -> str:
+    """
+    A location DB path as written: absolute, or relative to the working
+    directory, else to the topology file's directory, else to where the
+    project's own fixtures are (C{"fixtures/locations.csv"} is shipped).
+    """
+    import sys
+
+    if os.path.isabs(value) or os.path.exists(value):
+        return os.path.abspath(value)
+    here = os.path.dirname(os.path.abspath(__file__))
+    candidates = [
+        os.path.join(os.path.dirname(os.path.abspath(configPath)), value),
+        os.path.join(os.path.dirname(here), value),
+        os.path.join(sys.prefix, "share", "gslb-twisted", value),
+    ]
+    for candidate in candidates:
+        if os.path.exists(candidate):
+            return os.path.abspath(candidate)
+    return os.path.abspath(candidates[0])
 
 
 def _zone(path: str, raw: Any, index: int) -> Zone:
@@ -590,9 +646,25 @@ def _emulator(path: str, label: str, raw: Any) -> SiteEmulator:
         seed=t.get("seed", _int(0), "a non-negative integer", None),
         timeline=tuple(_timelineEvent(path, t.label, raw, i) for i, raw in enumerate(timeline)),
         peers=tuple(_peer(path, t.label, raw, i) for i, raw in enumerate(peers)),
+        rtt=MappingProxyType(t.get("rtt", _rttTable, 'a table of client network = milliseconds, e.g. { "198.51.100.0/24" = 40.0 }', {})),
     )
     t.finish()
     return emulator
+
+
+def _rttTable(value: Any) -> dict[str, float]:
+    if not isinstance(value, dict):
+        raise ValueError
+    table = {}
+    for network, ms in value.items():
+        try:
+            parsed = ipaddress.ip_network(network, strict=True)
+        except ValueError:
+            raise ValueError from None
+        if isinstance(ms, bool) or not isinstance(ms, (int, float)) or not math.isfinite(ms) or ms < 0:
+            raise ValueError
+        table[str(parsed)] = float(ms)
+    return table
 
 
 # The metrics a site reports for each service over MEP, with their checkers.
@@ -773,6 +845,7 @@ def _spillover(path: str, label: str, raw: Any) -> Spillover:
             "method", _choice(SPILLOVER_METHODS, str.upper), "one of " + ", ".join(SPILLOVER_METHODS), "CONNECTION"
         ),
         threshold=t.get("threshold", _int(0), "a non-negative integer", 0),
+        backup_action=t.get("backup_action", _choice(SPILLOVER_ACTIONS, str.upper), 'one of "ACCEPT", "DROP"', "ACCEPT"),
     )
     t.finish()
     return spillover
@@ -823,6 +896,12 @@ def _vserver(path: str, raw: Any, index: int, services: Mapping[str, Service]) -
         persistence_timeout=t.get("persistence_timeout", _int(2, 1440 * 60), "an integer of seconds from 2 to 86400", 120),
         backup_vserver=t.get("backup_vserver", _str, "the name of a [[vserver]]", None),
         spillover=None if spillover is None else _spillover(path, t.label, spillover),
+        netmask=t.get("netmask", _netmask, "a dotted IPv4 netmask such as \"255.255.255.0\"", "255.255.255.255"),
+        v6_netmask_len=t.get("v6_netmask_len", _int(1, 128), "an integer from 1 to 128", 128),
+        persist_mask=t.get("persist_mask", _netmask, "a dotted IPv4 netmask such as \"255.255.255.0\"", "255.255.255.255"),
+        v6_persist_mask_len=t.get("v6_persist_mask_len", _int(1, 128), "an integer from 1 to 128", 128),
+        tolerance=t.get("tolerance", _int(0, 100), "an integer of milliseconds from 0 to 100", 0),
+        custom_load_exclude=t.get("custom_load_exclude", _choice(("any", "all"), str.lower), 'one of "any", "all"', "any"),
     )
     t.finish()
     if vserver.lb_method == "CUSTOMLOAD" and not vserver.custom_load:

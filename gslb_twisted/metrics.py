@@ -64,6 +64,8 @@ class SiteMetrics:
     state: Optional[str] = None
     rtt: Optional[float] = None
     services: Services = field(default_factory=dict)
+    # RTT (ms) from the site to client networks, as the site measured them.
+    probes: dict[str, float] = field(default_factory=dict)
     updatedAt: Optional[float] = None
     hasSnapshot: bool = False
 
@@ -79,6 +81,7 @@ class SiteMetrics:
             "state": self.state,
             "rtt": self.rtt,
             "services": copy.deepcopy(self.services),
+            "probes": dict(self.probes),
             "updated_at": self.updatedAt,
         }
 
@@ -119,6 +122,7 @@ class MetricTable:
         rtt: Optional[float] = None,
         services: Optional[Mapping[str, Mapping[str, Any]]] = None,
         replace: bool = False,
+        probes: Optional[Mapping[str, float]] = None,
         now: Optional[float] = None,
     ) -> Optional[dict]:
         """
@@ -132,6 +136,11 @@ class MetricTable:
             metrics.state = change["state"] = state
         if rtt is not None and rtt != metrics.rtt:
             metrics.rtt = change["rtt"] = rtt
+        if probes:
+            moved = {network: ms for network, ms in probes.items() if metrics.probes.get(network) != ms}
+            if moved:
+                metrics.probes.update(moved)
+                change["probes"] = moved
         if services is not None:
             if replace:
                 serviceChanges = diffServices(metrics.services, services)
@@ -183,6 +192,7 @@ class MetricTable:
         metrics.state = snapshot["state"]
         metrics.rtt = snapshot["rtt"]
         metrics.services = copy.deepcopy(snapshot["services"])
+        metrics.probes = dict(snapshot.get("probes") or {})
         metrics.updatedAt = snapshot.get("updated_at")
         metrics.hasSnapshot = True
         return True
@@ -201,6 +211,8 @@ class MetricTable:
             metrics.state = change["state"]
         if "rtt" in change:
             metrics.rtt = change["rtt"]
+        if "probes" in change:
+            metrics.probes.update(change["probes"])
         for name in change.get("removed", ()):
             metrics.services.pop(name, None)
         applyServiceChanges(metrics.services, change.get("services", {}))

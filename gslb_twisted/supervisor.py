@@ -28,27 +28,40 @@ from twisted.protocols import amp
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from gslb_twisted.config import LB_METHODS, ConfigError, Topology, loadTopology
 from gslb_twisted.endpoints import DNSEndpoint, bindDNSSocket
 from gslb_twisted.logs import publishCoreEvent
 from gslb_twisted.mastership import ClaimTable, pickCore
 from gslb_twisted.protocol.commands import (
+    ApplyRuntime,
     AssignSite,
+    BadValue,
     ClaimSite,
     CoreInspect,
     CoreReady,
+    CoreResolve,
     CoreStatus,
+    CoreUnavailable,
     Deliver,
+    DisableService,
+    EnableService,
     Hello,
     LogEvent,
     MasterChanged,
+    NoSuchEntity,
     Publish,
     ReleaseSite,
+    Resolve,
+    SetVServer,
     ShowConsistency,
     ShowCores,
     ShowMEP,
     ShowMetrics,
     ShowServices,
     ShowSites,
+    ShowVServers,
+    normaliseAddress,
+    normaliseQType,
 )
 from gslb_twisted.respawn import RespawnPolicy
 
@@ -63,6 +76,11 @@ BOOT_DEADLINE = 10.0
 
 # How long `show cores` waits for a core's own figures.
 STATUS_TIMEOUT = 1.0
+
+# How long a console command waits for a core to explain an answer, or for
+# every core to apply a runtime change.
+RESOLVE_TIMEOUT = 5.0
+APPLY_TIMEOUT = 5.0
 
 
 # --- DNS sockets ------------------------------------------------------------
@@ -188,8 +206,26 @@ class CoreConnection(amp.AMP):
         return {}
 
     @Hello.responder
-    def hello(self, core: int) -> dict:
-        return {"masters": self.supervisor.hub.masters()}
+    def hello(self, core: int):
+        """
+        Who masters what; and first, if the console changed anything, the
+        runtime state, applied before the core even learns the masters: a
+        respawned core answers like the others from its first answer.
+        """
+        def answer(_=None) -> dict:
+            return {"masters": self.supervisor.hub.masters()}
+
+        state = self.supervisor.runtime
+        if isEmptyRuntime(state):
+            return answer()
+        d = _detached(self.callRemote(ApplyRuntime, state=state))
+        d.addTimeout(APPLY_TIMEOUT, self.supervisor.reactor)
+        # A core that cannot apply it still joins: better than one that
+        # never serves (the failure is logged for whoever looks).
+        d.addErrback(
+            lambda f: self.log.failure("core {core} did not apply the runtime state", f, core=self.slot.core)
+        )
+        return d.addCallback(answer)
 
     @ClaimSite.responder
     def claimSite(self, site: str, takeover: bool) -> dict:
@@ -401,6 +437,73 @@ class Hub:
         self.assignUnclaimed()
 
 
+# --- runtime state -----------------------------------------------------------------
+#
+# What the console changed since the appliance started: LB methods set on
+# vservers, services disabled.  The supervisor holds it and hands it, whole,
+# to every core (and to every core that joins later), so that applying it is
+# idempotent and two changes racing each other end the same on every core.
+
+
+def emptyRuntime() -> dict:
+    """The runtime state of an appliance nobody changed: the topology as configured."""
+    return {"lb_method": {}, "disabled": []}
+
+
+def isEmptyRuntime(state: dict) -> bool:
+    return not state.get("lb_method") and not state.get("disabled")
+
+
+def checkLBMethod(topology: Topology, vserver: str, method: str) -> str:
+    """
+    C{method} (any case) as the name the vserver can take, as the topology
+    loader demands it.
+
+    @raise NoSuchEntity: no vserver C{vserver}.
+    @raise BadValue: no such method, or CUSTOMLOAD for a vserver without
+        custom_load metrics.
+    """
+    config = topology.vserverByName.get(vserver)
+    if config is None:
+        raise NoSuchEntity(f"no such vserver {vserver}")
+    canonical = method.strip().upper()
+    if canonical not in LB_METHODS:
+        raise BadValue(f"unknown LB method {method!r} (expected one of {', '.join(LB_METHODS)})")
+    if canonical == "CUSTOMLOAD" and not config.custom_load:
+        raise BadValue(f"vserver {vserver} has no custom_load metrics: CUSTOMLOAD needs them in its topology")
+    return canonical
+
+
+def checkService(topology: Topology, service: str) -> str:
+    """@raise NoSuchEntity: the topology has no service C{service}."""
+    if service not in topology.serviceByName:
+        raise NoSuchEntity(f"no such service {service}")
+    return service
+
+
+def withLBMethod(state: dict, topology: Topology, vserver: str, method: str) -> dict:
+    """
+    A new state where C{vserver} answers with C{method}; setting the
+    configured method back removes the override.
+    """
+    methods = dict(state.get("lb_method", {}))
+    if method == topology.vserverByName[vserver].lb_method:
+        methods.pop(vserver, None)
+    else:
+        methods[vserver] = method
+    return {"lb_method": dict(sorted(methods.items())), "disabled": list(state.get("disabled", []))}
+
+
+def withService(state: dict, service: str, enabled: bool) -> dict:
+    """A new state where C{service} is enabled or disabled."""
+    disabled = set(state.get("disabled", []))
+    if enabled:
+        disabled.discard(service)
+    else:
+        disabled.add(service)
+    return {"lb_method": dict(state.get("lb_method", {})), "disabled": sorted(disabled)}
+
+
 # --- the cores ------------------------------------------------------------------
 
 
@@ -448,6 +551,7 @@ class CoreMonitor(Service):
         env: Optional[dict] = None,
         assignable: Sequence[str] = (),
         sites: Sequence[str] = (),
+        topology: Optional[Topology] = None,
     ) -> None:
         self.reactor = reactor
         self.command = command
@@ -456,11 +560,23 @@ class CoreMonitor(Service):
         self.env = env
         self.slots = [CoreSlot(core, policy.minDelay) for core in range(count)]
         self.hub = Hub(assignable, sites, count, lambda: [slot.core for slot in self.slots if slot.state == "up"])
+        # The cores' topology, for checking what the console asks to change
+        # (read from the cores' own --config when not given).
+        self.topology = topology
+        # What the console changed: handed to every core, and to every core
+        # that joins.
+        self.runtime = emptyRuntime()
 
     # Service
 
     def startService(self) -> None:
         super().startService()
+        configPath = getattr(self.command, "configPath", None)
+        if self.topology is None and configPath is not None:
+            try:
+                self.topology = loadTopology(configPath)
+            except (ConfigError, OSError):
+                self.log.failure("cannot read {path}: runtime changes are refused", path=configPath)
         for slot in self.slots:
             self._spawn(slot)
         # Every core is linked (its pipes exist from the spawn on): spread
@@ -607,6 +723,95 @@ class CoreMonitor(Service):
             lambda results: {core: value for core, (ok, value) in zip(cores, results) if ok}
         )
 
+    def servingCores(self) -> list[int]:
+        """The cores that answer DNS now, lowest first."""
+        return [slot.core for slot in self.slots if slot.state == "up" and slot.protocol is not None]
+
+    def servingCore(self, core: Optional[int] = None) -> int:
+        """
+        Core C{core} if it serves, or (C{None}) the lowest core that does.
+
+        @raise CoreUnavailable: there is no such core, or it does not serve.
+        """
+        if core is None:
+            serving = self.servingCores()
+            if not serving:
+                raise CoreUnavailable("no core is serving")
+            return serving[0]
+        if not 0 <= core < len(self.slots):
+            raise CoreUnavailable(f"no core {core} (cores 0 to {len(self.slots) - 1})")
+        if core not in self.servingCores():
+            raise CoreUnavailable(f"core {core} is not serving (it is {self.slots[core].state})")
+        return core
+
+    def callCore(self, core: int, command: type[amp.Command], timeout: float, **arguments) -> defer.Deferred:
+        """
+        C{command} to core C{core}; what the core refuses comes back as the
+        control endpoint's errors, its silence and its end as
+        L{CoreUnavailable}.
+        """
+        slot = self.slots[core]
+        if slot.protocol is None:
+            return defer.fail(CoreUnavailable(f"core {core} is not running"))
+        d = _detached(slot.protocol.connection.callRemote(command, **arguments))
+        d.addTimeout(timeout, self.reactor)
+
+        def translate(failure: Failure):
+            if failure.check(NoSuchEntity, BadValue, CoreUnavailable):
+                return failure
+            if failure.check(KeyError):
+                raise NoSuchEntity(_message(failure.value))
+            if failure.check(ValueError):
+                raise BadValue(_message(failure.value))
+            if failure.check(defer.TimeoutError, defer.CancelledError):
+                raise CoreUnavailable(f"core {core} did not answer within {timeout:g}s")
+            if failure.check(amp.RemoteAmpError):
+                raise CoreUnavailable(f"core {core} failed: {_message(failure.value)}")
+            raise CoreUnavailable(f"core {core} ended before it answered")
+
+        return d.addErrback(translate)
+
+    def pushRuntime(self, timeout: float = APPLY_TIMEOUT) -> defer.Deferred:
+        """
+        Hand the whole runtime state to every linked core, in the order of
+        the changes (each core's pipe keeps it).  Fires with the cores that
+        applied it once every one answered; a core that dies meanwhile is
+        left out (its successor gets the state when it joins), a serving
+        core that refuses or does not answer in time makes it fail with
+        L{CoreUnavailable}.
+        """
+        state = self.runtime
+        linked = [(core, self.hub.connections[core]) for core in sorted(self.hub.connections)]
+        asks = []
+        for core, connection in linked:
+            d = connection.callRemote(ApplyRuntime, state=state)
+            d.addTimeout(timeout, self.reactor)
+            asks.append(d)
+
+        def check(results) -> list[int]:
+            applied, failed = [], []
+            for (core, connection), (ok, value) in zip(linked, results):
+                if ok:
+                    applied.append(core)
+                    continue
+                refused = value.check(amp.RemoteAmpError, KeyError, ValueError)
+                late = value.check(defer.TimeoutError, defer.CancelledError)
+                serving = self.slots[core].state == "up" and self.hub.connections.get(core) is connection
+                if (refused or late) and serving:
+                    failed.append(f"core {core} " + (
+                        f"refused it: {_message(value.value)}" if refused else f"did not answer within {timeout:g}s"
+                    ))
+                elif refused or late:
+                    # A core still joining reads it before its first answer.
+                    self.log.warn("core {core} (joining) did not apply the runtime state: {reason}",
+                                  core=core, reason=_message(value.value))
+            if failed:
+                done = f"applied by core {', '.join(map(str, applied))}, but " if applied else ""
+                raise CoreUnavailable(done + "; ".join(failed))
+            return applied
+
+        return defer.DeferredList(asks, consumeErrors=True).addCallback(check)
+
     def _remember(self, status: dict, slot: CoreSlot) -> None:
         slot.queries = status["queries"]
 
@@ -628,6 +833,28 @@ class CoreMonitor(Service):
         return rows
 
 
+def _detached(asked: defer.Deferred) -> defer.Deferred:
+    """
+    A Deferred of an AMP call's outcome on which to build: AMP ends the
+    call's own Deferred with its "unhandled error" handler when the answer
+    comes, which would swallow the errors raised by callbacks added before.
+    """
+    outcome: defer.Deferred = defer.Deferred()
+    asked.chainDeferred(outcome)
+    return outcome
+
+
+def _message(error: BaseException) -> str:
+    """An error's own words (a KeyError's without its quotes, a remote one's description)."""
+    if isinstance(error, amp.RemoteAmpError):
+        description = error.description
+        return description.decode("utf-8", "replace") if isinstance(description, bytes) else str(description)
+    if isinstance(error, (KeyError, ValueError)) and error.args:
+        first = error.args[0]
+        return first.decode("utf-8", "replace") if isinstance(first, bytes) else str(first)
+    return str(error) or type(error).__name__
+
+
 def coreCommand(
     configPath: str, socketArguments: Callable[[], list[str]], python: str = sys.executable
 ) -> CoreCommand:
@@ -646,6 +873,8 @@ def coreCommand(
             configPath,
         ] + socketArguments()
 
+    # The supervisor reads the same topology, to check runtime changes.
+    command.configPath = configPath
     return command
 
 
@@ -731,6 +960,87 @@ class ControlProtocol(amp.AMP):
             return {"result": {"consistent": consistent, "cores": sorted(byCore), "sites": rows}}
 
         return self.monitor.inspectCores("versions").addCallback(compare)
+
+    # The decision engine
+
+    @ShowVServers.responder
+    def showVServers(self, name: Optional[str] = None) -> defer.Deferred:
+        """The vservers as the lowest serving core holds them (all cores hold the same)."""
+        try:
+            core = self.monitor.servingCore()
+        except CoreUnavailable as e:
+            return defer.fail(e)
+
+        def pick(rows: list) -> dict:
+            if name is not None:
+                rows = [row for row in rows if row.get("name") == name]
+                if not rows:
+                    raise NoSuchEntity(f"no such vserver {name}")
+            return {"rows": rows}
+
+        def unknown(failure: Failure):
+            failure.trap(NoSuchEntity)
+            raise CoreUnavailable(f"core {core} cannot show vservers ({_message(failure.value)})")
+
+        d = self.monitor.callCore(core, CoreInspect, STATUS_TIMEOUT, what="vservers")
+        return d.addCallback(lambda response: response["result"]).addErrback(unknown).addCallback(pick)
+
+    @Resolve.responder
+    def resolve(
+        self, name: str, qtype: Optional[str] = None, client: Optional[str] = None, core: Optional[int] = None
+    ) -> defer.Deferred:
+        """What core C{core} (the lowest serving one by default) would answer now, and why."""
+        try:
+            qtype = normaliseQType(qtype if qtype is not None else "A")
+            if client is not None:
+                client = normaliseAddress(client)
+            core = self.monitor.servingCore(core)
+        except (BadValue, CoreUnavailable) as e:
+            return defer.fail(e)
+        arguments = {"name": name.strip(), "qtype": qtype}
+        if client is not None:
+            arguments["client"] = client
+        d = self.monitor.callCore(core, CoreResolve, RESOLVE_TIMEOUT, **arguments)
+        return d.addCallback(lambda response: {"result": {**response["result"], "core": core}})
+
+    def _change(self, state: dict, result: dict) -> defer.Deferred:
+        """Make C{state} the runtime state, on every core; answer C{result} and the cores that applied it."""
+        self.monitor.runtime = state
+        d = self.monitor.pushRuntime()
+        return d.addCallback(lambda cores: {"result": {**result, "cores": cores, "runtime": state}})
+
+    def _topology(self) -> Topology:
+        if self.monitor.topology is None:
+            raise CoreUnavailable("the supervisor could not read the topology: runtime changes are refused")
+        return self.monitor.topology
+
+    @SetVServer.responder
+    def setVServer(self, name: str, lbMethod: str) -> defer.Deferred:
+        try:
+            topology = self._topology()
+            method = checkLBMethod(topology, name, lbMethod)
+        except (NoSuchEntity, BadValue, CoreUnavailable) as e:
+            return defer.fail(e)
+        configured = topology.vserverByName[name].lb_method
+        return self._change(
+            withLBMethod(self.monitor.runtime, topology, name, method),
+            {"name": name, "lb_method": method, "configured_lb_method": configured},
+        )
+
+    def _enable(self, name: str, enabled: bool) -> defer.Deferred:
+        try:
+            checkService(self._topology(), name)
+        except (NoSuchEntity, CoreUnavailable) as e:
+            return defer.fail(e)
+        return self._change(withService(self.monitor.runtime, name, enabled), {"name": name, "enabled": enabled})
+
+    @EnableService.responder
+    def enableService(self, name: str) -> defer.Deferred:
+        return self._enable(name, True)
+
+    @DisableService.responder
+    def disableService(self, name: str) -> defer.Deferred:
+        return self._enable(name, False)
 
 
 class SupervisorService(MultiService):

@@ -17,6 +17,8 @@ class RecordingAppliance:
         self.state: dict = {}
         self.lost: list[str] = []
         self.sessions: list = []
+        # PROBE / RTT / SESSIONS frames received, in order.
+        self.events: list[tuple] = []
 
     def authenticated(self, session) -> bool:
         self.sessions.append(session)
@@ -33,6 +35,15 @@ class RecordingAppliance:
 
     def resyncRequested(self, session) -> None:
         pass
+
+    def probeReceived(self, session, networks) -> None:
+        self.events.append(("probe", list(networks)))
+
+    def rttReported(self, session, rtts) -> None:
+        self.events.append(("rtt", dict(rtts)))
+
+    def sessionsReceived(self, session, entries) -> None:
+        self.events.append(("sessions", list(entries)))
 
     def rttMeasured(self, session, rtt) -> None:
         pass

@@ -690,7 +690,9 @@ class ModelTests(ConfigTestCase):
         appliance = topology.appliance
         self.assertEqual(appliance.cores, 2)
         self.assertEqual(appliance.dns, ("udp:5300:interface=127.0.0.1", "tcp:5300:interface=127.0.0.1"))
-        self.assertEqual(appliance.location_db, "fixtures/locations.csv")
+        # Resolved to the shipped database (not in the working directory).
+        self.assertTrue(appliance.location_db.endswith(os.path.join("fixtures", "locations.csv")))
+        self.assertTrue(os.path.isabs(appliance.location_db))
         legacy = topology.siteByName["legacy"]
         self.assertEqual((legacy.protocol, legacy.snmp.version, legacy.snmp.table), ("snmp", "2c", "linux-host"))
         self.assertEqual(topology.siteByName["east"].emulator.seed, 7)

@@ -109,7 +109,7 @@ class ParseErrorTests(SynchronousTestCase):
 
     def test_nothingClose(self):
         self.assertEqual(self.error("frobnicate"),
-                         "unknown command 'frobnicate'; commands start with help, quit, set, show, unset")
+                         "unknown command 'frobnicate'; commands start with disable, enable, help, quit, resolve, set, show, unset")
         self.assertEqual(self.error("   "), "empty command")
 
     def test_badValues(self):
@@ -224,7 +224,7 @@ class HelpAndCompletionTests(SynchronousTestCase):
     def test_completionTree(self):
         tree = completionTree({"service": ["east-web"], "site": ["east"]})
         self.assertIn("cores", tree["show"])
-        self.assertEqual(set(tree["show"]["gslb"]), {"site", "service"})
+        self.assertEqual(set(tree["show"]["gslb"]), {"site", "service", "vserver"})
         self.assertIn("-connections", tree["set"]["service"]["east-web"])
         self.assertIn("--core", tree["show"]["metrics"]["east"])
 

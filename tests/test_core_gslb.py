@@ -22,6 +22,8 @@ from gslb_twisted.config import parseTopology
 from gslb_twisted.core.gslb import (
     TOPIC_DELTA,
     TOPIC_FRESH,
+    TOPIC_PERSIST,
+    TOPIC_PERSIST_REQUEST,
     TOPIC_SNAPSHOT,
     TOPIC_SNAPSHOT_REQUEST,
     ApplianceSessionHandler,
@@ -127,6 +129,15 @@ class SiteHandler:
     def resyncRequested(self, session):
         self.resyncs += 1
         session.sendSnapshot(self.seq, self.services)
+
+    def probeReceived(self, session, networks):
+        self.probed = getattr(self, "probed", []) + [list(networks)]
+
+    def rttReported(self, session, rtts):
+        pass
+
+    def sessionsReceived(self, session, entries):
+        self.sessions = getattr(self, "sessions", []) + list(entries)
 
     def rttMeasured(self, session, rtt):
         pass
@@ -649,6 +660,10 @@ class SyncTests(GSLBTestCase):
     def requests(self):
         return [(body["site"], target) for topic, body, target in self.published if topic == TOPIC_SNAPSHOT_REQUEST]
 
+    def persistenceArrives(self, d):
+        """Another core answers the joining core's persistence request."""
+        self.gslb.delivered(2, TOPIC_PERSIST, json.dumps({"sessions": [], "snapshot": True}).encode())
+
     def test_waitsForEverySnapshot(self):
         d = self.gslb.sync(self.MASTERS)
         self.assertNoResult(d)
@@ -659,6 +674,10 @@ class SyncTests(GSLBTestCase):
         self.gslb.delivered(2, TOPIC_SNAPSHOT, snapshotBody(site="west", epoch=4))
         self.assertNoResult(d)
         self.gslb.delivered(3, TOPIC_SNAPSHOT, snapshotBody(site="west", epoch=4))
+        # Every metric snapshot is in; the persistence entries are not yet.
+        self.assertNoResult(d)
+        self.assertIn((TOPIC_PERSIST_REQUEST, None), [(topic, target) for topic, _, target in self.published])
+        self.persistenceArrives(d)
         self.assertIsNone(self.successResultOf(d))
         # Done: no more requests, no deadline left.
         self.published.clear()
@@ -701,6 +720,7 @@ class SyncTests(GSLBTestCase):
         d = self.gslb.sync([["fixed", CORE, 1], ["west", 3, 4]])
         self.assertEqual(self.requests(), [("west", 3)])
         self.gslb.delivered(3, TOPIC_SNAPSHOT, snapshotBody(site="west", epoch=4))
+        self.persistenceArrives(d)
         self.successResultOf(d)
 
     def test_masterChangeDuringSyncRequests(self):
@@ -712,6 +732,7 @@ class SyncTests(GSLBTestCase):
         self.gslb.delivered(3, TOPIC_SNAPSHOT, snapshotBody(site="west", epoch=4))
         self.assertNoResult(d)
         self.gslb.delivered(2, TOPIC_SNAPSHOT, snapshotBody(site="west", epoch=5))
+        self.persistenceArrives(d)
         self.successResultOf(d)
 
 

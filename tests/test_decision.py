@@ -17,16 +17,12 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from gslb_twisted.config import ConfigError, parseTopology
 from gslb_twisted.dns.authority import SERVFAIL as RCODE_SERVFAIL, Authority
-from gslb_twisted.lb.decision import (
-    EMPTY,
-    LEAST_METRIC,
-    SERVFAIL,
-    Candidate,
-    leastMetricSets,
-    planVServer,
-    roundRobinSets,
-    serviceState,
-)
+from gslb_twisted.lb.decision import EMPTY, SERVFAIL, planVServer, serviceState
+from gslb_twisted.lb.methods import LEAST_METRIC, Candidate, groupSets, leastMetricGroups, roundRobinSets
+
+
+def leastMetricSets(candidates, metric, answers):
+    return groupSets(leastMetricGroups(candidates, metric), answers)
 from gslb_twisted.metrics import DOWN, UP, MetricTable
 
 DEAD = 3.0
@@ -259,11 +255,16 @@ class LeastMetricTests(SynchronousTestCase):
         for chosen in result.sets:
             self.assertEqual(len(set(chosen)), 2)
 
-    def test_missingMetricRanksLast(self):
+    def test_missingMetricFallsBack(self):
+        """A service without the method's metric: the backup method decides."""
         t = topology(vserverText(services=("east-a", "east-b")))
         table = emptyTable(t)
         report(table, "east", {"east-a": up(), "east-b": up(connections=900)})
-        self.assertEqual(plan(t, table).sets, (("east-b",),))
+        result = plan(t, table)
+        self.assertTrue(result.fallback)
+        self.assertEqual(result.method, "ROUNDROBIN")
+        self.assertIn("east-a: no connections reported", result.fallbackReason)
+        self.assertEqual(servicesIn(result.sets), {"east-a", "east-b"})
 
     def test_helper(self):
         candidates = [
@@ -272,7 +273,8 @@ class LeastMetricTests(SynchronousTestCase):
             Candidate("c", "192.0.2.3", "east", 1, {"connections": 1}),
         ]
         self.assertEqual(leastMetricSets(candidates, "connections", 1), (("c",),))
-        self.assertEqual(leastMetricSets(candidates, "connections", 2), (("c", "a"),))
+        # The tie at the second position rotates too.
+        self.assertEqual(leastMetricSets(candidates, "connections", 2), (("c", "a"), ("c", "b")))
 
 
 class FallbackTests(SynchronousTestCase):
@@ -323,7 +325,20 @@ class FallbackTests(SynchronousTestCase):
         report(table, "west", {"west-a": up(connections=5, packets=20)})
         result = plan(t, table)
         self.assertTrue(result.fallback)
+        # The backup method needs the same stale metrics: round robin decides.
+        self.assertEqual(result.method, "ROUNDROBIN")
+        self.assertEqual(servicesIn(result.sets), {"east-a", "west-a"})
+
+    def test_leastMetricBackupMethodWithItsMetric(self):
+        """The primary lacks its metric, the backup has fresh metrics of its own."""
+        t = topology(vserverText(services=("east-a", "west-a"), lb_method="LEASTCONNECTION", backup_lb_method="LEASTPACKETS"))
+        table = emptyTable(t)
+        report(table, "east", {"east-a": up(packets=50)})
+        report(table, "west", {"west-a": up(connections=5, packets=20)})
+        result = plan(t, table)
+        self.assertTrue(result.fallback)
         self.assertEqual(result.method, "LEASTPACKETS")
+        self.assertEqual(result.sets, (("west-a",),))
 
 
 STATES = st.sampled_from([UP, DOWN, None])
@@ -395,7 +410,7 @@ class DownResponseTests(SynchronousTestCase):
         report(self.table, "west", {"west-a": up(connections=3), "west-b": up(connections=1)})
         result = plan(self.t, self.table)
         self.assertEqual(result.source, "backup_vserver")
-        self.assertEqual(result.vserver, "dr1")
+        self.assertEqual(result.answering, "dr1")
         self.assertEqual(result.sets, (("west-a",),))
         self.assertEqual({name for name, _ in result.excluded}, {"east-a", "east-b"})
 
@@ -404,7 +419,7 @@ class DownResponseTests(SynchronousTestCase):
         report(self.table, "west", {"west-a": {"state": DOWN}, "west-b": up(connections=1)})
         result = plan(self.t, self.table)
         self.assertEqual(result.source, "backup_vserver")
-        self.assertEqual(result.vserver, "dr2")
+        self.assertEqual(result.answering, "dr2")
         self.assertEqual(result.sets, (("west-b",),))
 
     def test_backupWithNothingUpFallsToOwnDownResponse(self):

@@ -15,6 +15,7 @@ from gslb_twisted.mep.frames import FrameDecoder, ProtocolError, decodeMessage, 
 
 NONCE = "ab" * 32
 METRICS = {"state": "UP", "connections": 12, "response_time": 3.5, "bandwidth": 800.0, "packets": 40, "load": 12.5}
+SESSION = {"vserver": "www", "network": "198.51.100.0/24", "service": "east-web", "version": 1, "origin": "gslb1/0", "ttl": 118.5}
 
 VALID = [
     (frames.HELLO, {"versions": [1, 2], "name": "east", "role": "site", "nonce": NONCE, "auth": "hmac-sha256"}),
@@ -26,6 +27,9 @@ VALID = [
     (frames.DELTA, {"seq": 4, "base_seq": 3, "changes": {"web": {"connections": 13}}}),
     (frames.RESYNC, {"seq": 3}),
     (frames.RESYNC, {"seq": None}),
+    (frames.PROBE, {"networks": ["198.51.100.0/24", "2001:db8:1::/48"]}),
+    (frames.RTT, {"rtt": {"198.51.100.0/24": 23.5, "2001:db8:1::/48": 80.0}}),
+    (frames.SESSIONS, {"sessions": [SESSION, dict(SESSION, vserver="api", version=2)]}),
 ]
 
 
@@ -100,6 +104,71 @@ class EncodeDecodeTests(SynchronousTestCase):
         self.assertEqual(e.code, "unknown-type")
 
 
+class ProximityAndSessionFrameTests(SynchronousTestCase):
+    """PROBE, RTT and SESSIONS: limits, canonical networks, normalised values."""
+
+    def decode(self, frameType, message):
+        [(t, m)] = decodeAll(encodeFrame(frameType, message))
+        self.assertEqual(t, frameType)
+        return m
+
+    def test_typeNumbers(self):
+        self.assertEqual((frames.PROBE, frames.RTT, frames.SESSIONS), (9, 10, 11))
+        self.assertEqual([frames.NAMES[t] for t in (9, 10, 11)], ["PROBE", "RTT", "SESSIONS"])
+
+    def test_layout(self):
+        self.assertEqual(
+            encodeFrame(frames.PROBE, {"networks": ["10.0.0.0/8"]}),
+            struct.pack("!IB", 28, 9) + b'{"networks":["10.0.0.0/8"]}',
+        )
+
+    def test_probeNetworksCanonical(self):
+        """Networks come out canonical: lower-case compressed IPv6, a bare address as /32 or /128, masks as lengths."""
+        m = self.decode(frames.PROBE, {"networks": ["2001:DB8:1:0::/48", "198.51.100.7", "10.0.0.0/255.0.0.0", "::1"]})
+        self.assertEqual(m, {"networks": ["2001:db8:1::/48", "198.51.100.7/32", "10.0.0.0/8", "::1/128"]})
+
+    def test_probeLimits(self):
+        networks = [f"10.{i // 256}.{i % 256}.0/24" for i in range(1024)]
+        self.assertEqual(self.decode(frames.PROBE, {"networks": networks})["networks"], networks)
+        e = self.assertRaises(ProtocolError, decodeAll, encodeFrame(frames.PROBE, {"networks": networks + ["11.0.0.0/8"]}))
+        self.assertEqual(e.code, "bad-payload")
+        self.assertIn("1 to 1024", e.message)
+
+    def test_rttFloatsAndCanonicalKeys(self):
+        m = self.decode(frames.RTT, {"rtt": {"2001:DB8::/32": 5, "0.0.0.0/0": 0}})
+        self.assertEqual(m, {"rtt": {"2001:db8::/32": 5.0, "0.0.0.0/0": 0.0}})
+        self.assertIsInstance(m["rtt"]["2001:db8::/32"], float)
+
+    def test_rttMayBeEmpty(self):
+        """An RTT answering a PROBE of networks the site cannot measure."""
+        self.assertEqual(self.decode(frames.RTT, {"rtt": {}}), {"rtt": {}})
+
+    def test_rttLimit(self):
+        rtts = {f"10.{i // 256}.{i % 256}.0/24": float(i) for i in range(4096)}
+        self.assertEqual(self.decode(frames.RTT, {"rtt": rtts})["rtt"], rtts)
+
+    def test_sessionsNormalised(self):
+        """ttl becomes a float, the network canonical, unknown keys of an entry are dropped."""
+        entry = dict(SESSION, network="2001:DB8:1::/48", ttl=60, colour="blue")
+        m = self.decode(frames.SESSIONS, {"sessions": [entry]})
+        self.assertEqual(m, {"sessions": [dict(SESSION, network="2001:db8:1::/48", ttl=60.0)]})
+        self.assertIsInstance(m["sessions"][0]["ttl"], float)
+
+    def test_sessionsLimitAndDuplicates(self):
+        """1024 entries are fine, the same key twice too (the merge decides)."""
+        entries = [dict(SESSION, version=v) for v in range(1, 1025)]
+        self.assertEqual(len(self.decode(frames.SESSIONS, {"sessions": entries})["sessions"]), 1024)
+
+    def test_smallTTLAccepted(self):
+        self.assertEqual(self.decode(frames.SESSIONS, {"sessions": [dict(SESSION, ttl=0.001)]})["sessions"][0]["ttl"], 0.001)
+
+    def test_canonicalNetwork(self):
+        self.assertEqual(frames.canonicalNetwork("2001:DB8::/32"), "2001:db8::/32")
+        self.assertRaises(TypeError, frames.canonicalNetwork, 10)
+        for bad in ["", "10.0.0.1/8", "x", "fe80::%1/64", "1" * 129]:
+            self.assertRaises(ValueError, frames.canonicalNetwork, bad)
+
+
 class MalformedTests(SynchronousTestCase):
     def assertCode(self, code, data, maxFrameSize=frames.DEFAULT_MAX_FRAME_SIZE):
         e = self.assertRaises(ProtocolError, decodeAll, data, maxFrameSize)
@@ -133,7 +202,8 @@ class MalformedTests(SynchronousTestCase):
 
     def test_unknownType(self):
         self.assertCode("unknown-type", raw(0, b"{}"))
-        self.assertCode("unknown-type", raw(9, b"{}"))
+        self.assertCode("unknown-type", raw(12, b"{}"))
+        self.assertCode("unknown-type", raw(255, b"{}"))
 
     def test_badJSON(self):
         for payload in [b"{", b"not json", b"\xff\xfe", b"", b'{"ts": NaN}', b'{"ts": Infinity}', b"[" * 100000]:
@@ -174,6 +244,15 @@ class MalformedTests(SynchronousTestCase):
             (frames.DELTA, "base_seq", [-1, None]),
             (frames.DELTA, "changes", [[], {"web": {}}, {"web": {"colour": 1}}]),
             (frames.RESYNC, "seq", [-1, "x"]),
+            (frames.PROBE, "networks", [[], "198.51.100.0/24", None, {"198.51.100.0/24": 1}, [1], [None],
+                                        ["198.51.100.1/24"], ["nonsense"], ["198.51.100.0/33"], ["fe80::%1/64"],
+                                        [" 198.51.100.0/24"], ["1" * 129], ["10.0.0.0/8", "10.0.0.0/8"],
+                                        ["10.0.0.0/8", "10.0.0.0/255.0.0.0"], ["10.0.0.0/8"] * 1025]),
+            (frames.RTT, "rtt", [[], "x", None, {"nonsense": 1}, {"198.51.100.1/24": 1}, {"10.0.0.0/8": -1},
+                                 {"10.0.0.0/8": "1"}, {"10.0.0.0/8": None}, {"10.0.0.0/8": True},
+                                 {"10.0.0.0/8": 10**400}, {"10.0.0.0/8": 1, "10.0.0.0/255.0.0.0": 2},
+                                 {f"10.0.{i // 256}.{i % 256}/32": 1 for i in range(4097)}]),
+            (frames.SESSIONS, "sessions", [[], None, {}, SESSION, [None], [[]], [SESSION] * 1025]),
         ]
         templates = dict(VALID)
         for t, key, values in bad:
@@ -205,6 +284,26 @@ class MalformedTests(SynchronousTestCase):
     def test_unknownMetric(self):
         e = self.assertCode("bad-payload", encodeFrame(frames.SNAPSHOT, {"seq": 1, "services": {"web": dict(METRICS, temp=3)}}))
         self.assertIn("temp", e.message)
+
+    def test_badSessionEntries(self):
+        """Every key of a SESSIONS entry is required and checked."""
+        bad = {
+            "vserver": ["", 1, None, "x" * 256],
+            "network": ["198.51.100.1/24", "nonsense", 3, None, "fe80::%eth0/64"],
+            "service": ["", 2, "x" * 256],
+            "version": [0, -1, 1.5, True, "1", None, 1 << 63],
+            "origin": ["", None, 7, "x" * 256],
+            "ttl": [0, 0.0, -1, "5", None, True, 10**400],
+        }
+        for key, values in bad.items():
+            for value in values:
+                entry = dict(SESSION, **{key: value})
+                e = self.assertCode("bad-payload", encodeFrame(frames.SESSIONS, {"sessions": [SESSION, entry]}))
+                self.assertIn("sessions[1]", e.message)
+                self.assertIn(key, e.message)
+            missing = {k: v for k, v in SESSION.items() if k != key}
+            e = self.assertCode("bad-payload", encodeFrame(frames.SESSIONS, {"sessions": [missing]}))
+            self.assertIn(key, e.message)
 
     def test_decodeMessageUnknownType(self):
         self.assertEqual(self.assertRaises(ProtocolError, decodeMessage, 77, b"{}").code, "unknown-type")
@@ -249,6 +348,24 @@ messages = st.one_of(
         st.dictionaries(st.text(min_size=1, max_size=10), metricValues, max_size=4),
     ),
     st.builds(lambda s: (frames.RESYNC, {"seq": s}), st.none() | st.integers(0, 10)),
+    st.builds(
+        lambda n: (frames.PROBE, {"networks": [str(x) for x in dict.fromkeys(n)]}),
+        st.lists(st.ip_addresses(), min_size=1, max_size=5),
+    ),
+    st.builds(
+        lambda d: (frames.RTT, {"rtt": {str(k): v for k, v in d.items()}}),
+        st.dictionaries(st.ip_addresses(), st.floats(0, 1e6), max_size=5),
+    ),
+    st.builds(
+        lambda e: (frames.SESSIONS, {"sessions": e}),
+        st.lists(
+            st.builds(
+                lambda a, v, t: dict(SESSION, network=str(a) + ("/32" if a.version == 4 else "/128"), version=v, ttl=t),
+                st.ip_addresses(), st.integers(1, 10), st.floats(0.001, 1e6),
+            ),
+            min_size=1, max_size=4,
+        ),
+    ),
 )
 
 
@@ -270,11 +387,11 @@ class PropertyTests(SynchronousTestCase):
         self.assertEqual(collect([data]), collect(splits(data, cuts)))
 
     @settings(max_examples=300, deadline=None)
-    @given(st.integers(1, 8), st.recursive(
+    @given(st.integers(1, 11), st.recursive(
         st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5),
         lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3),
         max_leaves=10,
-    ), st.sampled_from(["versions", "name", "role", "nonce", "auth", "proof", "code", "message", "ts", "seq", "base_seq", "services", "changes"]))
+    ), st.sampled_from(["versions", "name", "role", "nonce", "auth", "proof", "code", "message", "ts", "seq", "base_seq", "services", "changes", "networks", "rtt", "sessions"]))
     def test_randomJSONOnlyRaisesProtocolError(self, frameType, value, key):
         """Any JSON value under any expected key of any frame: a message or a ProtocolError."""
         template = dict(VALID)[frameType]

@@ -37,12 +37,13 @@ from tests.support import selfSignedCertificate
 class RecordingHandler:
     """Records every call; a site handler publishes C{services} at C{seq}."""
 
-    def __init__(self, accept=True, raiseIn=None, services=None, seq=1):
+    def __init__(self, accept=True, raiseIn=None, services=None, seq=1, rtts=None):
         self.events = []
         self.accept = accept
         self.raiseIn = raiseIn
         self.services = services
         self.seq = seq
+        self.rtts = rtts or {}  # a site answers PROBEs with these (the networks it knows)
 
     def _record(self, name, *args):
         self.events.append((name,) + args)
@@ -67,6 +68,16 @@ class RecordingHandler:
 
     def rttMeasured(self, session, rtt):
         self._record("rtt", rtt)
+
+    def probeReceived(self, session, networks):
+        self._record("probe", networks)
+        session.sendRTT({n: self.rtts[n] for n in networks if n in self.rtts})
+
+    def rttReported(self, session, rtts):
+        self._record("rttReport", rtts)
+
+    def sessionsReceived(self, session, entries):
+        self._record("sessions", entries)
 
     def sessionLost(self, session, reason):
         self._record("lost", reason)
@@ -688,3 +699,240 @@ class TLSTests(TestCase):
         if siteSessions and not site.named("lost"):
             yield site.when("lost")
         self.assertEqual(site.named("authenticated"), [])
+
+
+# -- dynamic proximity and persistence exchange ---------------------------------
+
+ENTRY = {"vserver": "www", "network": "198.51.100.0/24", "service": "east-web", "version": 1, "origin": "gslb1/0", "ttl": 118.5}
+
+
+class ProbeTests(SynchronousTestCase):
+    """PROBE from the appliance, RTT from the site."""
+
+    def setUp(self):
+        self.clock = Clock()
+        self.handler = RecordingHandler()
+        self.session = makeSession(self.clock, self.handler, "appliance")
+        self.peer = ScriptedPeer(self.session)
+
+    def site(self, rtts=None):
+        """A site session against a scripted appliance instead."""
+        self.handler = RecordingHandler(services=SERVICES, rtts=rtts)
+        self.session = makeSession(self.clock, self.handler, "site")
+        self.peer = ScriptedPeer(self.session, role="appliance", name="gslb1")
+        self.peer.establish()
+        self.peer.received()
+
+    def test_sendProbeBytes(self):
+        """sendProbe writes one PROBE frame of the canonical networks, duplicates dropped."""
+        self.peer.establish()
+        self.peer.transport.clear()
+        sent = self.session.sendProbe(["198.51.100.0/24", "2001:DB8:1::/48", "198.51.100.0/255.255.255.0", "10.0.0.1"])
+        self.assertEqual(sent, 1)
+        self.assertEqual(
+            self.peer.transport.value(),
+            encodeFrame(frames.PROBE, {"networks": ["198.51.100.0/24", "2001:db8:1::/48", "10.0.0.1/32"]}),
+        )
+
+    def test_sendProbeChunks(self):
+        """More than 1024 networks go out in several PROBEs, in order."""
+        self.peer.establish()
+        self.peer.received()
+        networks = [f"10.{i // 256}.{i % 256}.0/24" for i in range(2500)]
+        self.assertEqual(self.session.sendProbe(networks), 3)
+        received = self.peer.received()
+        self.assertEqual([t for t, _ in received], [frames.PROBE] * 3)
+        self.assertEqual([len(m["networks"]) for _, m in received], [1024, 1024, 452])
+        self.assertEqual([n for _, m in received for n in m["networks"]], networks)
+
+    def test_sendProbeOnlyWhenEstablished(self):
+        self.assertEqual(self.session.sendProbe(["10.0.0.0/8"]), 0)
+        self.assertEqual(self.peer.received(), [])
+        self.peer.establish()
+        self.assertEqual(self.session.sendProbe([]), 0)
+
+    def test_sendProbeRefusesBadNetworks(self):
+        """A bad network raises before anything is written."""
+        self.peer.establish()
+        self.peer.received()
+        for bad in ["10.0.0.1/8", "nonsense", 10, None]:
+            self.assertRaises(ValueError, self.session.sendProbe, ["10.0.0.0/8", bad])
+        self.assertEqual(self.peer.received(), [])
+        self.assertEqual(self.session.state, "established")
+
+    def test_sendProbeIsTheAppliances(self):
+        self.site()
+        self.assertRaises(RuntimeError, self.session.sendProbe, ["10.0.0.0/8"])
+
+    def test_rttReported(self):
+        """Each RTT frame reaches rttReported, values as floats, networks canonical."""
+        self.peer.establish()
+        self.peer.send(frames.RTT, {"rtt": {"198.51.100.0/24": 23, "2001:DB8:1::/48": 80.5}})
+        self.peer.send(frames.RTT, {"rtt": {}})
+        self.assertEqual(
+            self.handler.named("rttReport"),
+            [("rttReport", {"198.51.100.0/24": 23.0, "2001:db8:1::/48": 80.5}), ("rttReport", {})],
+        )
+        self.assertEqual(self.session.state, "established")
+
+    def test_siteAnswersProbe(self):
+        """A site session hands PROBE to its handler, which answers with one RTT frame."""
+        self.site(rtts={"198.51.100.0/24": 23.5})
+        self.peer.send(frames.PROBE, {"networks": ["198.51.100.0/24", "203.0.113.0/24"]})
+        self.assertEqual(self.handler.named("probe"), [("probe", ["198.51.100.0/24", "203.0.113.0/24"])])
+        self.assertEqual(self.peer.received(), [(frames.RTT, {"rtt": {"198.51.100.0/24": 23.5}})])
+
+    def test_sendRTTEmptyAndChunked(self):
+        """An empty answer is one frame; more than 4096 networks go out in several."""
+        self.site()
+        self.assertEqual(self.session.sendRTT({}), 1)
+        self.assertEqual(self.peer.received(), [(frames.RTT, {"rtt": {}})])
+        rtts = {f"10.{i // 256}.{i % 256}.0/24": float(i) for i in range(5000)}
+        self.assertEqual(self.session.sendRTT(rtts), 2)
+        received = self.peer.received()
+        self.assertEqual([len(m["rtt"]) for _, m in received], [4096, 904])
+        merged = {}
+        for _, m in received:
+            merged.update(m["rtt"])
+        self.assertEqual(merged, rtts)
+
+    def test_sendRTTChecks(self):
+        self.site()
+        for bad in [{"10.0.0.1/8": 1.0}, {"10.0.0.0/8": -1}, {"10.0.0.0/8": float("nan")}, {"10.0.0.0/8": "1"}]:
+            self.assertRaises(ValueError, self.session.sendRTT, bad)
+        self.assertEqual(self.peer.received(), [])
+        self.assertRaises(RuntimeError, makeSession(self.clock, RecordingHandler(), "appliance").sendRTT, {})
+
+    def test_sendRTTOnlyWhenEstablished(self):
+        site = makeSession(self.clock, RecordingHandler(), "site")
+        site.makeConnection(StringTransport())
+        self.assertEqual(site.sendRTT({"10.0.0.0/8": 1.0}), 0)
+
+    def assertClosedWith(self, code):
+        received = self.peer.received()
+        self.assertEqual(received[-1][0], frames.ERROR, received)
+        self.assertEqual(received[-1][1]["code"], code)
+        self.assertEqual(self.session.state, "closed")
+        self.session.connectionLost(None)
+        self.assertEqual(self.handler.named("lost"), [("lost", "error:" + code)])
+
+    def test_probeToAppliance(self):
+        """An appliance does not accept PROBE: unexpected-frame, like RESYNC."""
+        self.peer.establish()
+        self.peer.send(frames.PROBE, {"networks": ["10.0.0.0/8"]})
+        self.assertClosedWith("unexpected-frame")
+        self.assertEqual(self.handler.named("probe"), [])
+
+    def test_rttToSite(self):
+        self.site()
+        self.peer.send(frames.RTT, {"rtt": {"10.0.0.0/8": 1.0}})
+        self.assertClosedWith("unexpected-frame")
+        self.assertEqual(self.handler.named("rttReport"), [])
+
+    def test_beforeEstablished(self):
+        self.peer.hello()
+        self.peer.send(frames.RTT, {"rtt": {}})
+        self.assertClosedWith("not-authenticated")
+
+    def test_badProbePayload(self):
+        self.site()
+        self.peer.send(frames.PROBE, {"networks": ["10.0.0.1/8"]})
+        self.assertClosedWith("bad-payload")
+        self.assertEqual(self.handler.named("probe"), [])
+
+    def test_handlerRaisesInProbe(self):
+        self.site()
+        self.handler.raiseIn = "probe"
+        self.peer.send(frames.PROBE, {"networks": ["10.0.0.0/8"]})
+        self.assertClosedWith("internal")
+
+    def test_overAPair(self):
+        """Appliance PROBE, site answer, appliance told: end to end in memory."""
+        p = Pair(self, siteKw={"handler": {"rtts": {"198.51.100.0/24": 12.0}}})
+        self.assertEqual(p.a.sendProbe(["198.51.100.0/24", "2001:db8::/32"]), 1)
+        p.pump.flush()
+        self.assertEqual(p.site.named("probe"), [("probe", ["198.51.100.0/24", "2001:db8::/32"])])
+        self.assertEqual(p.appliance.named("rttReport"), [("rttReport", {"198.51.100.0/24": 12.0})])
+
+
+class SessionsExchangeTests(SynchronousTestCase):
+    """SESSIONS, both ways."""
+
+    def setUp(self):
+        self.clock = Clock()
+        self.handler = RecordingHandler()
+        self.session = makeSession(self.clock, self.handler, "appliance")
+        self.peer = ScriptedPeer(self.session)
+
+    def test_sendSessionsBytes(self):
+        self.peer.establish()
+        self.peer.transport.clear()
+        self.assertEqual(self.session.sendSessions([ENTRY]), 1)
+        self.assertEqual(self.peer.transport.value(), encodeFrame(frames.SESSIONS, {"sessions": [dict(ENTRY)]}))
+
+    def test_sendSessionsNormalises(self):
+        """Entries go out checked: network canonical, ttl a float, extra keys dropped."""
+        self.peer.establish()
+        self.peer.received()
+        self.session.sendSessions([dict(ENTRY, network="2001:DB8::/32", ttl=60, hits=3)])
+        [(t, m)] = self.peer.received()
+        self.assertEqual(m, {"sessions": [dict(ENTRY, network="2001:db8::/32", ttl=60.0)]})
+
+    def test_expiredEntriesNotSent(self):
+        """Entries with no time left are left out; nothing left, no frame."""
+        self.peer.establish()
+        self.peer.received()
+        self.assertEqual(self.session.sendSessions([dict(ENTRY, ttl=0), dict(ENTRY, ttl=-1.5)]), 0)
+        self.assertEqual(self.peer.received(), [])
+        self.assertEqual(self.session.sendSessions([dict(ENTRY, ttl=0), dict(ENTRY, vserver="api")]), 1)
+        self.assertEqual(self.peer.received(), [(frames.SESSIONS, {"sessions": [dict(ENTRY, vserver="api")]})])
+
+    def test_sendSessionsChunks(self):
+        self.peer.establish()
+        self.peer.received()
+        entries = [dict(ENTRY, network=f"10.{i // 256}.{i % 256}.0/24") for i in range(2049)]
+        self.assertEqual(self.session.sendSessions(entries), 3)
+        received = self.peer.received()
+        self.assertEqual([len(m["sessions"]) for _, m in received], [1024, 1024, 1])
+        self.assertEqual([e["network"] for _, m in received for e in m["sessions"]], [e["network"] for e in entries])
+
+    def test_sendSessionsChecks(self):
+        """A bad entry raises ValueError, and nothing is sent."""
+        self.peer.establish()
+        self.peer.received()
+        for bad in [dict(ENTRY, version=0), dict(ENTRY, origin=""), dict(ENTRY, network="10.0.0.1/8"),
+                    dict(ENTRY, ttl=float("nan")), dict(ENTRY, ttl="5"), {"vserver": "www"}, "www"]:
+            self.assertRaises(ValueError, self.session.sendSessions, [ENTRY, bad])
+        self.assertEqual(self.peer.received(), [])
+
+    def test_sendSessionsOnlyWhenEstablished(self):
+        self.assertEqual(self.session.sendSessions([ENTRY]), 0)
+        self.assertEqual(self.peer.received(), [])
+
+    def test_bothRolesSendAndReceive(self):
+        """Either end may send SESSIONS; the other's handler gets the entries."""
+        p = Pair(self)
+        other = dict(ENTRY, origin="gslb2/1", ttl=30.0)
+        self.assertEqual(p.a.sendSessions([ENTRY]), 1)
+        self.assertEqual(p.s.sendSessions([other]), 1)
+        p.pump.flush()
+        self.assertEqual(p.site.named("sessions"), [("sessions", [ENTRY])])
+        self.assertEqual(p.appliance.named("sessions"), [("sessions", [other])])
+        self.assertEqual((p.a.state, p.s.state), ("established", "established"))
+
+    def test_beforeEstablished(self):
+        self.peer.hello()
+        self.peer.send(frames.SESSIONS, {"sessions": [ENTRY]})
+        received = self.peer.received()
+        self.assertEqual(received[-1][1]["code"], "not-authenticated")
+        self.assertEqual(self.handler.named("sessions"), [])
+
+    def test_badEntryClosesTheSession(self):
+        self.peer.establish()
+        self.peer.received()
+        self.peer.send(frames.SESSIONS, {"sessions": [ENTRY, dict(ENTRY, ttl=0)]})
+        received = self.peer.received()
+        self.assertEqual(received[-1][0], frames.ERROR)
+        self.assertEqual(received[-1][1]["code"], "bad-payload")
+        self.assertIn("sessions[1]", received[-1][1]["message"])
+        self.assertEqual(self.handler.named("sessions"), [])

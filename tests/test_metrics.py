@@ -254,6 +254,7 @@ class MetricTableMasterTests(SynchronousTestCase):
                 "seq": 1,
                 "state": UP,
                 "rtt": 0.5,
+                "probes": {},
                 "services": {"web": {"connections": 1}},
                 "updated_at": 4.0,
             },

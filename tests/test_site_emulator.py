@@ -35,10 +35,13 @@ from gslb_twisted.site.emulator import (
 from tests.fakes import RecordingAppliance
 
 
-def topology(seed=None, timeline=(), peers=(), siteIP="127.0.0.2", applianceIP="127.0.0.5", backend=None, **site):
+def topology(seed=None, timeline=(), peers=(), siteIP="127.0.0.2", applianceIP="127.0.0.5", backend=None, rtt=None,
+             locationDB=None, **site):
     emulator = {"control": "unix:east.ctl"}
     if seed is not None:
         emulator["seed"] = seed
+    if rtt is not None:
+        emulator["rtt"] = rtt
     if timeline:
         emulator["timeline"] = list(timeline)
     if peers:
@@ -48,8 +51,8 @@ def topology(seed=None, timeline=(), peers=(), siteIP="127.0.0.2", applianceIP="
         web["backend"] = backend
     return parseTopology(
         {
-            "appliance": {"name": "gslb1", "ip": applianceIP, "mep_secret": "s3cret", "metrics_interval": 1.0,
-                          "dead_interval": 3.0},
+            "appliance": dict({"name": "gslb1", "ip": applianceIP, "mep_secret": "s3cret", "metrics_interval": 1.0,
+                               "dead_interval": 3.0}, **({"location_db": locationDB} if locationDB else {})),
             "site": [
                 dict({"name": "east", "ip": siteIP, "mep_port": 3999, "emulator": emulator}, **site),
                 {"name": "west", "ip": "127.0.0.3"},
@@ -98,6 +101,16 @@ class FakeSession:
     def sendDelta(self, seq, baseSeq, changes):
         self.sent.append(("DELTA", seq, baseSeq, changes))
         return True
+
+    def sendRTT(self, rtts):
+        self.sent.append(("RTT", dict(rtts)))
+        return 1
+
+    def sendSessions(self, entries):
+        entries = [dict(e) for e in entries if e["ttl"] > 0]
+        if entries:
+            self.sent.append(("SESSIONS", entries))
+        return 1 if entries else 0
 
     def close(self, code, message):
         self.closed.append(code)

@@ -388,3 +388,488 @@ class DyingCoreTests(SynchronousTestCase):
         rows = monitor.describeCores(timeout=1.0)
         reactor.advance(1.0)
         self.assertEqual([row["core"] for row in self.successResultOf(rows)], [0, 1])
+
+
+# --- runtime changes and the decision engine, from the control endpoint ------------
+
+import json  # noqa: E402
+
+from twisted.internet import defer  # noqa: E402
+from twisted.test.iosim import connectedServerAndClient  # noqa: E402
+
+from gslb_twisted.config import loadTopology  # noqa: E402
+from gslb_twisted.protocol.commands import (  # noqa: E402
+    ApplyRuntime,
+    BadValue,
+    CoreInspect,
+    CoreResolve,
+    CoreUnavailable,
+    DisableService,
+    EnableService,
+    Hello,
+    NoSuchEntity,
+    Resolve,
+    SetVServer,
+    ShowVServers,
+    normaliseAddress,
+    normaliseQType,
+)
+from gslb_twisted.supervisor import (  # noqa: E402
+    APPLY_TIMEOUT,
+    RESOLVE_TIMEOUT,
+    ControlProtocol,
+    checkLBMethod,
+    checkService,
+    coreCommand,
+    emptyRuntime,
+    isEmptyRuntime,
+    withLBMethod,
+    withService,
+)
+
+RUNTIME_TOPOLOGY = """
+[appliance]
+name = "test"
+ip = "127.0.0.5"
+cores = 2
+
+[[zone]]
+name = "test.gslb"
+
+[[site]]
+name = "east"
+ip = "127.0.0.2"
+metric_exchange = false
+
+[[site]]
+name = "west"
+ip = "127.0.0.3"
+metric_exchange = false
+
+[[service]]
+name = "east-web"
+site = "east"
+ip = "192.0.2.10"
+
+[[service]]
+name = "west-web"
+site = "west"
+ip = "198.51.100.10"
+
+[[vserver]]
+name = "www"
+domains = ["www.test.gslb"]
+services = ["east-web", "west-web"]
+
+[[vserver]]
+name = "api"
+domains = ["api.test.gslb"]
+lb_method = "CUSTOMLOAD"
+services = ["east-web", "west-web"]
+custom_load = [{ metric = "connections", weight = 1, ceiling = 1000 }]
+"""
+
+
+def runtimeTopology(testCase):
+    path = testCase.mktemp()
+    with open(path, "w") as f:
+        f.write(RUNTIME_TOPOLOGY)
+    return loadTopology(path)
+
+
+def boxesTo(spawn) -> list:
+    """Every AMP box the supervisor wrote to this core's pipe."""
+    data = b"".join(data for fd, data in spawn["process"].written if fd == CHILD_AMP_IN)
+    return amp.parse(io.BytesIO(data))
+
+
+def asked(spawn, command) -> list:
+    """The boxes asking C{command} of this core, oldest first."""
+    return [box for box in boxesTo(spawn) if box.get(b"_command") == command.commandName]
+
+
+def answer(spawn, box, **values) -> None:
+    """The core answers the question C{box}."""
+    reply = amp.AmpBox(_answer=box[b"_ask"], **{k: v for k, v in values.items()})
+    spawn["protocol"].childDataReceived(4, reply.serialize())
+
+
+def answerError(spawn, box, code: bytes, description: bytes) -> None:
+    reply = amp.AmpBox(_error=box[b"_ask"], _error_code=code, _error_description=description)
+    spawn["protocol"].childDataReceived(4, reply.serialize())
+
+
+def ready(spawn, core: int) -> None:
+    spawn["protocol"].childDataReceived(4, boxBytes(CoreReady, core=core, pid=spawn["process"].pid))
+
+
+class RuntimeStateTests(SynchronousTestCase):
+    """The pure parts: what the console may change, and the state it yields."""
+
+    def setUp(self):
+        self.topology = runtimeTopology(self)
+
+    def test_methodAnyCase(self):
+        self.assertEqual(checkLBMethod(self.topology, "www", "roundRobin"), "ROUNDROBIN")
+        self.assertEqual(checkLBMethod(self.topology, "www", " leastresponsetime "), "LEASTRESPONSETIME")
+
+    def test_unknownVServer(self):
+        e = self.assertRaises(NoSuchEntity, checkLBMethod, self.topology, "nope", "ROUNDROBIN")
+        self.assertEqual(str(e), "no such vserver nope")
+
+    def test_unknownMethod(self):
+        e = self.assertRaises(BadValue, checkLBMethod, self.topology, "www", "FASTEST")
+        self.assertIn("unknown LB method 'FASTEST' (expected one of ROUNDROBIN, LEASTCONNECTION", str(e))
+
+    def test_customLoadNeedsMetrics(self):
+        """As the topology loader demands: CUSTOMLOAD only with custom_load metrics."""
+        e = self.assertRaises(BadValue, checkLBMethod, self.topology, "www", "customload")
+        self.assertEqual(str(e), "vserver www has no custom_load metrics: CUSTOMLOAD needs them in its topology")
+        self.assertEqual(checkLBMethod(self.topology, "api", "customload"), "CUSTOMLOAD")
+
+    def test_services(self):
+        self.assertEqual(checkService(self.topology, "east-web"), "east-web")
+        self.assertEqual(str(self.assertRaises(NoSuchEntity, checkService, self.topology, "x")), "no such service x")
+
+    def test_stateIsWholeAndMinimal(self):
+        state = emptyRuntime()
+        self.assertTrue(isEmptyRuntime(state))
+        state = withLBMethod(state, self.topology, "www", "ROUNDROBIN")
+        state = withService(state, "west-web", enabled=False)
+        state = withService(state, "east-web", enabled=False)
+        self.assertEqual(state, {"lb_method": {"www": "ROUNDROBIN"}, "disabled": ["east-web", "west-web"]})
+        # Disabling twice changes nothing; the configured method is no override.
+        self.assertEqual(withService(state, "east-web", enabled=False), state)
+        state = withLBMethod(state, self.topology, "www", "LEASTCONNECTION")
+        state = withService(withService(state, "east-web", True), "west-web", True)
+        self.assertEqual(state, emptyRuntime())
+        self.assertTrue(isEmptyRuntime(state))
+
+    def test_stateNotShared(self):
+        before = emptyRuntime()
+        withService(before, "east-web", enabled=False)
+        withLBMethod(before, self.topology, "www", "ROUNDROBIN")
+        self.assertEqual(before, emptyRuntime())
+
+    def test_queryTypes(self):
+        self.assertEqual(normaliseQType("a"), "A")
+        self.assertEqual(normaliseQType("aaaa"), "AAAA")
+        self.assertEqual(normaliseQType("28"), "AAAA")
+        self.assertEqual(normaliseQType("TYPE255"), "ANY")
+        self.assertEqual(normaliseQType("soa"), "SOA")
+        self.assertEqual(normaliseQType("65280"), "TYPE65280")
+        for bad in ("AAAAA", "0", "65536", "", "TYPE"):
+            self.assertRaises(BadValue, normaliseQType, bad)
+
+    def test_addresses(self):
+        self.assertEqual(normaliseAddress("10.0.0.1"), "10.0.0.1")
+        self.assertEqual(normaliseAddress("2001:DB8:0::1"), "2001:db8::1")
+        e = self.assertRaises(BadValue, normaliseAddress, "10.0.0")
+        self.assertEqual(str(e), "client '10.0.0': expected an IPv4 or IPv6 address")
+
+
+class ControlFixture:
+    """A monitor of two fake cores, their pipes, and the control endpoint."""
+
+    def makeControl(self, count: int = 2, serving=(0, 1)):
+        self.reactor = FakeProcessReactor()
+        self.monitor = CoreMonitor(
+            self.reactor, count, lambda core: ["python", "core", str(core)],
+            extraFDs=dict, policy=POLICY, env={}, topology=runtimeTopology(self),
+        )
+        self.monitor.startService()
+        self.spawned = self.reactor.spawned
+        for core in serving:
+            ready(self.spawned[core], core)
+        self.control = ControlProtocol(self.monitor)
+
+    def applyRuntimeStates(self, core: int) -> list:
+        return [json.loads(box[b"state"]) for box in asked(self.spawned[core], ApplyRuntime)]
+
+
+class RuntimeFanOutTests(ControlFixture, SynchronousTestCase):
+    """A runtime change goes, whole and in order, to every core; the console hears once all applied it."""
+
+    def test_setReachesEveryCoreThenAnswers(self):
+        self.makeControl()
+        d = self.control.setVServer("www", "roundrobin")
+        expected = {"lb_method": {"www": "ROUNDROBIN"}, "disabled": []}
+        for core in (0, 1):
+            self.assertEqual(self.applyRuntimeStates(core), [expected])
+        self.assertEqual(self.monitor.runtime, expected)
+        answer(self.spawned[0], asked(self.spawned[0], ApplyRuntime)[0])
+        self.assertNoResult(d)
+        answer(self.spawned[1], asked(self.spawned[1], ApplyRuntime)[0])
+        self.assertEqual(self.successResultOf(d), {"result": {
+            "name": "www", "lb_method": "ROUNDROBIN", "configured_lb_method": "LEASTCONNECTION",
+            "cores": [0, 1], "runtime": expected,
+        }})
+
+    def test_changesArriveInOrderAndWhole(self):
+        self.makeControl()
+        self.control.setVServer("www", "ROUNDROBIN")
+        self.control.disableService("east-web")
+        self.control.enableService("east-web")
+        self.control.setVServer("api", "LEASTCONNECTION")
+        for core in (0, 1):
+            self.assertEqual(self.applyRuntimeStates(core), [
+                {"lb_method": {"www": "ROUNDROBIN"}, "disabled": []},
+                {"lb_method": {"www": "ROUNDROBIN"}, "disabled": ["east-web"]},
+                {"lb_method": {"www": "ROUNDROBIN"}, "disabled": []},
+                {"lb_method": {"api": "LEASTCONNECTION", "www": "ROUNDROBIN"}, "disabled": []},
+            ])
+
+    def test_disableAndEnable(self):
+        self.makeControl(count=1, serving=(0,))
+        d = self.control.disableService("east-web")
+        answer(self.spawned[0], asked(self.spawned[0], ApplyRuntime)[0])
+        result = self.successResultOf(d)["result"]
+        self.assertEqual((result["name"], result["enabled"], result["cores"]), ("east-web", False, [0]))
+        self.assertEqual(result["runtime"]["disabled"], ["east-web"])
+        d = self.control.enableService("east-web")
+        answer(self.spawned[0], asked(self.spawned[0], ApplyRuntime)[1])
+        self.assertEqual(self.successResultOf(d)["result"]["enabled"], True)
+        self.assertEqual(self.monitor.runtime, emptyRuntime())
+
+    def test_invalidChangesReachNoCore(self):
+        self.makeControl()
+        failures = [
+            (self.control.setVServer("nope", "ROUNDROBIN"), NoSuchEntity, "no such vserver nope"),
+            (self.control.setVServer("www", "CUSTOMLOAD"), BadValue,
+             "vserver www has no custom_load metrics: CUSTOMLOAD needs them in its topology"),
+            (self.control.setVServer("www", "FASTEST"), BadValue, None),
+            (self.control.disableService("nope"), NoSuchEntity, "no such service nope"),
+            (self.control.enableService("nope"), NoSuchEntity, "no such service nope"),
+        ]
+        for d, kind, message in failures:
+            failure = self.failureResultOf(d, kind)
+            if message is not None:
+                self.assertEqual(str(failure.value), message)
+        self.assertEqual(self.applyRuntimeStates(0) + self.applyRuntimeStates(1), [])
+        self.assertEqual(self.monitor.runtime, emptyRuntime())
+
+    def test_coreDyingMeanwhileIsLeftOut(self):
+        """Its successor gets the state when it joins."""
+        self.makeControl()
+        d = self.control.setVServer("www", "ROUNDROBIN")
+        answer(self.spawned[0], asked(self.spawned[0], ApplyRuntime)[0])
+        self.spawned[1]["protocol"].childConnectionLost(CHILD_AMP_IN)
+        endProcess(self.spawned[1])
+        self.assertEqual(self.successResultOf(d)["result"]["cores"], [0])
+
+    def test_servingCoreSilentIsAnError(self):
+        self.makeControl()
+        d = self.control.setVServer("www", "ROUNDROBIN")
+        answer(self.spawned[0], asked(self.spawned[0], ApplyRuntime)[0])
+        self.reactor.advance(APPLY_TIMEOUT)
+        failure = self.failureResultOf(d, CoreUnavailable)
+        self.assertEqual(str(failure.value), f"applied by core 0, but core 1 did not answer within {APPLY_TIMEOUT:g}s")
+        # The change stands: core 1 applies it when it reads it.
+        self.assertEqual(self.monitor.runtime["lb_method"], {"www": "ROUNDROBIN"})
+
+    def test_servingCoreRefusingIsAnError(self):
+        self.makeControl()
+        d = self.control.disableService("east-web")
+        answer(self.spawned[0], asked(self.spawned[0], ApplyRuntime)[0])
+        answerError(self.spawned[1], asked(self.spawned[1], ApplyRuntime)[0], b"BAD_VALUE", b"no service east-web")
+        failure = self.failureResultOf(d, CoreUnavailable)
+        self.assertEqual(str(failure.value), "applied by core 0, but core 1 refused it: no service east-web")
+
+    def test_joiningCoreIsNotWaitedFor(self):
+        """A core still joining gets the state too, but may be slow to read it."""
+        self.makeControl(serving=(0,))
+        d = self.control.setVServer("www", "ROUNDROBIN")
+        self.assertEqual(len(self.applyRuntimeStates(1)), 1)
+        answer(self.spawned[0], asked(self.spawned[0], ApplyRuntime)[0])
+        self.reactor.advance(APPLY_TIMEOUT)
+        self.assertEqual(self.successResultOf(d)["result"]["cores"], [0])
+
+    def test_noCoreRunning(self):
+        self.makeControl(count=1, serving=())
+        self.spawned[0]["protocol"].childConnectionLost(CHILD_AMP_IN)
+        endProcess(self.spawned[0])
+        d = self.control.setVServer("www", "ROUNDROBIN")
+        self.assertEqual(self.successResultOf(d)["result"]["cores"], [])
+        self.assertEqual(self.monitor.runtime["lb_method"], {"www": "ROUNDROBIN"})
+
+
+class JoiningCoreTests(ControlFixture, SynchronousTestCase):
+    """A core that joins applies the runtime state before it learns the masters, so before its first answer."""
+
+    def hello(self, core: int) -> None:
+        self.spawned[core]["protocol"].childDataReceived(4, boxBytes(Hello, core=core))
+
+    def helloAnswers(self, core: int) -> list:
+        return [box for box in boxesTo(self.spawned[core]) if b"_answer" in box and b"masters" in box]
+
+    def test_nothingChangedAnswersAtOnce(self):
+        self.makeControl(serving=())
+        self.hello(0)
+        self.assertEqual(asked(self.spawned[0], ApplyRuntime), [])
+        self.assertEqual(len(self.helloAnswers(0)), 1)
+
+    def test_runtimeStateBeforeMasters(self):
+        self.makeControl(serving=(0,))
+        self.monitor.runtime = {"lb_method": {"www": "ROUNDROBIN"}, "disabled": ["east-web"]}
+        # Core 1 respawned: it says Hello.
+        self.hello(1)
+        applies = asked(self.spawned[1], ApplyRuntime)
+        self.assertEqual([json.loads(box[b"state"]) for box in applies], [self.monitor.runtime])
+        self.assertEqual(self.helloAnswers(1), [])
+        answer(self.spawned[1], applies[0])
+        [hello] = self.helloAnswers(1)
+        self.assertEqual(json.loads(hello[b"masters"]), self.monitor.hub.masters())
+        # The runtime state came first on the pipe.
+        boxes = boxesTo(self.spawned[1])
+        self.assertLess(boxes.index(applies[0]), boxes.index(hello))
+
+    def test_coreFailingToApplyStillJoins(self):
+        self.makeControl(serving=(0,))
+        self.monitor.runtime = {"lb_method": {"www": "ROUNDROBIN"}, "disabled": []}
+        self.hello(1)
+        answerError(self.spawned[1], asked(self.spawned[1], ApplyRuntime)[0], b"BAD_VALUE", b"bad state")
+        self.assertEqual(len(self.helloAnswers(1)), 1)
+        self.flushLoggedErrors()
+
+
+class InspectionCommandTests(ControlFixture, SynchronousTestCase):
+    """show gslb vserver and resolve: asked of one serving core."""
+
+    ROWS = [{"name": "www", "lb_method": "LEASTCONNECTION", "services": []},
+            {"name": "api", "lb_method": "CUSTOMLOAD", "services": []}]
+
+    def test_vserversFromLowestServingCore(self):
+        self.makeControl(serving=(1,))
+        d = self.control.showVServers()
+        self.assertEqual(asked(self.spawned[0], CoreInspect), [])
+        [box] = asked(self.spawned[1], CoreInspect)
+        self.assertEqual(box[b"what"], b"vservers")
+        answer(self.spawned[1], box, result=json.dumps(self.ROWS).encode())
+        self.assertEqual(self.successResultOf(d), {"rows": self.ROWS})
+
+    def test_oneVServer(self):
+        self.makeControl()
+        d = self.control.showVServers("api")
+        answer(self.spawned[0], asked(self.spawned[0], CoreInspect)[0], result=json.dumps(self.ROWS).encode())
+        self.assertEqual(self.successResultOf(d), {"rows": [self.ROWS[1]]})
+
+    def test_unknownVServer(self):
+        self.makeControl()
+        d = self.control.showVServers("nope")
+        answer(self.spawned[0], asked(self.spawned[0], CoreInspect)[0], result=json.dumps(self.ROWS).encode())
+        self.assertEqual(str(self.failureResultOf(d, NoSuchEntity).value), "no such vserver nope")
+
+    def test_noServingCore(self):
+        self.makeControl(serving=())
+        self.assertEqual(str(self.failureResultOf(self.control.showVServers(), CoreUnavailable).value),
+                         "no core is serving")
+
+    def test_resolveOnLowestServingCore(self):
+        self.makeControl(serving=(1,))
+        d = self.control.resolve("www.test.gslb")
+        [box] = asked(self.spawned[1], CoreResolve)
+        self.assertEqual((box[b"name"], box[b"qtype"], box.get(b"client")), (b"www.test.gslb", b"A", None))
+        explained = {"name": "www.test.gslb", "qtype": "A", "answer": ["192.0.2.10"], "rcode": "NOERROR",
+                     "method": "ROUNDROBIN", "fallback": False, "candidates": [], "excluded": []}
+        answer(self.spawned[1], box, result=json.dumps(explained).encode())
+        self.assertEqual(self.successResultOf(d), {"result": {**explained, "core": 1}})
+
+    def test_resolveArgumentsNormalised(self):
+        self.makeControl()
+        self.control.resolve("www.test.gslb", "28", "2001:DB8::0:1", 1)
+        [box] = asked(self.spawned[1], CoreResolve)
+        self.assertEqual((box[b"qtype"], box[b"client"]), (b"AAAA", b"2001:db8::1"))
+        self.assertEqual(asked(self.spawned[0], CoreResolve), [])
+
+    def test_resolveBadArguments(self):
+        self.makeControl()
+        self.failureResultOf(self.control.resolve("www.test.gslb", "BOGUS"), BadValue)
+        self.failureResultOf(self.control.resolve("www.test.gslb", client="300.1.1.1"), BadValue)
+        self.assertEqual(asked(self.spawned[0], CoreResolve), [])
+
+    def test_resolveUnknownOrDownCore(self):
+        self.makeControl(serving=(0,))
+        self.assertEqual(str(self.failureResultOf(self.control.resolve("x", core=5), CoreUnavailable).value),
+                         "no core 5 (cores 0 to 1)")
+        self.assertEqual(str(self.failureResultOf(self.control.resolve("x", core=1), CoreUnavailable).value),
+                         "core 1 is not serving (it is starting)")
+
+    def test_resolveCoreSilent(self):
+        self.makeControl()
+        d = self.control.resolve("www.test.gslb")
+        self.reactor.advance(RESOLVE_TIMEOUT)
+        self.assertEqual(str(self.failureResultOf(d, CoreUnavailable).value),
+                         f"core 0 did not answer within {RESOLVE_TIMEOUT:g}s")
+
+    def test_resolveCoreErrors(self):
+        self.makeControl()
+        d = self.control.resolve("www.test.gslb")
+        answerError(self.spawned[0], asked(self.spawned[0], CoreResolve)[0], b"BAD_VALUE", b"no such type")
+        self.assertEqual(str(self.failureResultOf(d, BadValue).value), "no such type")
+
+
+class ControlErrorsOverAMPTests(ControlFixture, SynchronousTestCase):
+    """What a console hears: the error's own words, under the command's error."""
+
+    def call(self, command, **arguments):
+        self.makeControl()
+        client, server, pump = connectedServerAndClient(lambda: self.control, amp.AMP)
+        d = defer.Deferred()
+        # Built on before the answer comes, as a console awaiting it does.
+        client.callRemote(command, **arguments).chainDeferred(d)
+        pump.flush()
+        return d
+
+    def test_unknownVServer(self):
+        from console.main import _reason
+
+        failure = self.failureResultOf(self.call(SetVServer, name="nope", lbMethod="ROUNDROBIN"), KeyError)
+        self.assertEqual(_reason(failure.value), "no such vserver nope")
+
+    def test_badMethod(self):
+        from console.main import _reason
+
+        failure = self.failureResultOf(self.call(SetVServer, name="www", lbMethod="CUSTOMLOAD"), ValueError)
+        self.assertIn("CUSTOMLOAD needs them", _reason(failure.value))
+
+    def test_unknownService(self):
+        from console.main import _reason
+
+        for command in (EnableService, DisableService):
+            failure = self.failureResultOf(self.call(command, name="nope"), KeyError)
+            self.assertEqual(_reason(failure.value), "no such service nope")
+
+    def test_downCore(self):
+        from console.main import _reason
+
+        failure = self.failureResultOf(self.call(Resolve, name="x", core=7), CoreUnavailable)
+        self.assertEqual(_reason(failure.value), "no core 7 (cores 0 to 1)")
+
+    def test_vserversWithNoCore(self):
+        from console.main import _reason
+
+        self.makeControl(serving=())
+        client, server, pump = connectedServerAndClient(lambda: self.control, amp.AMP)
+        d = defer.Deferred()
+        client.callRemote(ShowVServers).chainDeferred(d)
+        pump.flush()
+        self.assertEqual(_reason(self.failureResultOf(d, CoreUnavailable).value), "no core is serving")
+
+
+class TopologyForRuntimeTests(SynchronousTestCase):
+    def test_readFromTheCoresConfig(self):
+        """Without a topology given, the supervisor reads the one its cores are started with."""
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write(RUNTIME_TOPOLOGY)
+        reactor = FakeProcessReactor()
+        monitor = CoreMonitor(reactor, 1, coreCommand(path, list, "python"), extraFDs=dict, policy=POLICY, env={})
+        monitor.startService()
+        self.assertEqual(sorted(monitor.topology.vserverByName), ["api", "www"])
+
+    def test_noTopologyRefusesChanges(self):
+        reactor = FakeProcessReactor()
+        monitor = CoreMonitor(reactor, 1, lambda core: ["python"], extraFDs=dict, policy=POLICY, env={})
+        monitor.startService()
+        failure = self.failureResultOf(ControlProtocol(monitor).setVServer("www", "ROUNDROBIN"), CoreUnavailable)
+        self.assertIn("could not read the topology", str(failure.value))

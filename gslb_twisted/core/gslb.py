@@ -14,6 +14,7 @@ rebuilds their prebuilt answers.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from typing import Callable, Optional
@@ -27,7 +28,12 @@ from zope.interface import implementer
 
 from gslb_twisted.config import Site, Topology
 from gslb_twisted.dns.authority import SERVFAIL as RCODE_SERVFAIL, Authority
-from gslb_twisted.lb.decision import SERVFAIL, planVServer, serviceState
+from gslb_twisted.lb.choosers import ChoiceContext, buildChooser
+from gslb_twisted.lb.clients import parseNetwork, prefixOfNetmask
+from gslb_twisted.lb.decision import SERVFAIL, candidatesOf, planVServer, serviceState
+from gslb_twisted.lb.explain import explainQuery, vserverRows
+from gslb_twisted.lb.locations import LocationDB
+from gslb_twisted.lb.persistence import PersistenceTable
 from gslb_twisted.mastership import MastershipView, siteInitiates
 from gslb_twisted.mep.session import IMEPHandler, MEPSession
 from gslb_twisted.metrics import APPLIED, DOWN, GAP, UP, MetricTable
@@ -39,6 +45,16 @@ TOPIC_DELTA = "metrics.delta"
 TOPIC_SNAPSHOT = "metrics.snapshot"
 TOPIC_SNAPSHOT_REQUEST = "metrics.snapshot-request"
 TOPIC_FRESH = "metrics.fresh"
+TOPIC_PERSIST = "persistence.entries"
+TOPIC_PERSIST_REQUEST = "persistence.snapshot-request"
+TOPIC_PROBE = "rtt.probe"
+
+# A client network asked for RTT probes is not asked again for this long.
+PROBE_RETRY = 30.0
+# How often persistence entries expire and their uses are shared.
+PERSISTENCE_TICK = 1.0
+# Persistence entries per hub message.
+PERSIST_CHUNK = 500
 
 
 def mepClientTLS(topology: Topology):
@@ -104,8 +120,17 @@ def vserversBySite(topology: Topology) -> dict[str, set[str]]:
 
 
 def _affectsAnswers(changes: dict) -> bool:
-    """An RTT alone changes no answer of the methods we plan today."""
+    """
+    The site-to-appliance RTT alone changes no answer (the RTT method uses
+    the sites' probes of client networks).
+    """
     return any(key != "rtt" for key in changes)
+
+
+def loadLocations(topology: Topology) -> Optional[LocationDB]:
+    """The topology's location database (already checked by the loader)."""
+    path = topology.appliance.location_db
+    return None if path is None else LocationDB.fromCSV(path)
 
 
 @implementer(IMEPHandler)
@@ -142,6 +167,17 @@ class ApplianceSessionHandler:
     def rttMeasured(self, session, rtt) -> None:
         self.gslb.siteRTT(self, session, rtt)
 
+    def rttReported(self, session, rtts) -> None:
+        self.gslb.siteProbed(self, session, rtts)
+
+    def sessionsReceived(self, session, entries) -> None:
+        self.gslb.sessionsReceived(self, session, entries)
+
+    def probeReceived(self, session, networks) -> None:
+        # Only sites measure RTT; the session refuses a PROBE sent to an
+        # appliance before it gets here.
+        pass
+
     def sessionLost(self, session, reason) -> None:
         self.gslb.sessionLost(self, session, reason)
 
@@ -177,7 +213,12 @@ class CoreGSLB:
         callHub: Callable[..., defer.Deferred],
         secret: Optional[bytes] = None,
         clientTLS=None,
+        locations=None,
     ) -> None:
+        """
+        @param locations: the L{LocationDB}; by default the topology's
+            C{location_db} is read.
+        """
         self.reactor = reactor
         self.core = core
         self.topology = topology
@@ -208,6 +249,7 @@ class CoreGSLB:
         self._ager = task.LoopingCall(self.replan)
         self._ager.clock = reactor
         self._synced: Optional[defer.Deferred] = None
+        self._awaitingPersistence = False
         self._syncDeadline = None
         self._retry = None
         self.running = False
@@ -218,6 +260,29 @@ class CoreGSLB:
         self._published: dict[str, float] = {}
         # MEP authentication failures per site (or claimed peer name).
         self.authFailures: dict[str, int] = {}
+        # The decision engine: runtime changes, plans, persistence, probes.
+        self.locations = locations if locations is not None else loadLocations(topology)
+        self.runtimeState: dict = {"lb_method": {}, "disabled": []}
+        self.vservers = dict(topology.vserverByName)
+        self.disabled: frozenset = frozenset()
+        self.plans: dict[tuple[str, int], object] = {}
+        self._planKeys: dict[tuple[str, int], tuple] = {}
+        self._upServices: set[str] = set()
+        self.persistence = PersistenceTable(f"{appliance.name}/{core}")
+        self._persistFlush = None
+        self._probeAsked: dict[str, float] = {}
+        self._probePending: set[str] = set()
+        self._probeFlush = None
+        self.choice = ChoiceContext(
+            locations=self.locations,
+            persistence=self.persistence,
+            clock=reactor.seconds,
+            persisted=self._schedulePersistFlush,
+            requestProbe=self._requestProbe,
+            probes=lambda site: self.table[site].probes,
+        )
+        self._persistenceTicker = task.LoopingCall(self._persistenceTick)
+        self._persistenceTicker.clock = reactor
 
     # --- life ---------------------------------------------------------------------
 
@@ -225,12 +290,15 @@ class CoreGSLB:
         self.running = True
         self.replan()
         self._ager.start(self.metricsInterval, now=False)
+        self._persistenceTicker.start(PERSISTENCE_TICK, now=False)
 
     def stop(self) -> defer.Deferred:
         self.running = False
         if self._ager.running:
             self._ager.stop()
-        for call in (self._replanCall, self._retry, self._syncDeadline):
+        if self._persistenceTicker.running:
+            self._persistenceTicker.stop()
+        for call in (self._replanCall, self._retry, self._syncDeadline, self._persistFlush, self._probeFlush):
             if call is not None and call.active():
                 call.cancel()
         stopping = []
@@ -256,6 +324,10 @@ class CoreGSLB:
         for site, core, epoch in masters:
             self.masterChanged(site, core, epoch)
         self._requestOrphans()
+        # Persistence entries too: a client persisted on another core must
+        # get the same answer here from our first reply.
+        self.publish(TOPIC_PERSIST_REQUEST, b"{}")
+        self._awaitingPersistence = any(claim.core != self.core for claim in self.view.masters.values())
         synced = self._synced = defer.Deferred()
         self._retry = self.reactor.callLater(self.metricsInterval, self._requestMissing)
         # A master that never answers must not keep a core out of service
@@ -288,6 +360,8 @@ class CoreGSLB:
         return missing
 
     def _requestMissing(self) -> None:
+        if self._awaitingPersistence:
+            self.publish(TOPIC_PERSIST_REQUEST, b"{}")
         for site in self._missingSnapshots():
             claim = self.view.masters[site]
             self.publish(TOPIC_SNAPSHOT_REQUEST, json.dumps({"site": site}).encode(), claim.core)
@@ -296,6 +370,9 @@ class CoreGSLB:
 
     def _checkSynced(self) -> None:
         if self._synced is None or self._synced.called or self._missingSnapshots():
+            return
+        if self._awaitingPersistence and any(claim.core != self.core for claim in self.view.masters.values()):
+            # Another core is up: its persistence entries, too, before we serve.
             return
         self._finishSync()
 
@@ -497,6 +574,22 @@ class CoreGSLB:
             # Jitter is not news; the site spoke all the same.
             self._record(mastery.site)
 
+    def siteProbed(self, handler, session, rtts: dict) -> None:
+        """A site's RTT measurements of client networks (RTT method)."""
+        mastery = self._activeMastery(handler, session)
+        if mastery is None:
+            return
+        self._record(mastery.site, probes={network: round(float(ms), 3) for network, ms in rtts.items()})
+
+    def sessionsReceived(self, handler, session, entries: list) -> None:
+        """Persistence sessions a site shares (NetScaler's sessionExchange)."""
+        if self._activeMastery(handler, session) is None:
+            return
+        taken = self._mergeEntries(entries)
+        if taken:
+            # The other cores learn them from us, as from any core.
+            self._publishEntries(taken)
+
     def sessionLost(self, handler, session, reason: str) -> None:
         if session in self.sessions:
             self.sessions.remove(session)
@@ -608,6 +701,15 @@ class CoreGSLB:
                 self._checkSynced()
         elif topic == TOPIC_FRESH:
             self.table.touch(message, self.view.master(message["site"]), sender)
+        elif topic == TOPIC_PERSIST:
+            self._mergeEntries(message["sessions"])
+            if message.get("snapshot") and self._awaitingPersistence:
+                self._awaitingPersistence = False
+                self._checkSynced()
+        elif topic == TOPIC_PERSIST_REQUEST:
+            self._publishEntries(self.persistence.snapshot(self.reactor.seconds()), sender, snapshot=True)
+        elif topic == TOPIC_PROBE:
+            self._sendProbes(message["networks"])
         elif topic == TOPIC_SNAPSHOT_REQUEST:
             site = message["site"]
             if site in self.mastered:
@@ -649,13 +751,49 @@ class CoreGSLB:
         """Re-plan the vservers named (all of them by default: metrics age)."""
         now = self.reactor.seconds()
         self._expireOrphans(now)
+        # Updated in place: persistence choosers hold this very set.
+        allowed = self._upServices
+        allowed.clear()
+        allowed.update(self.upServices())
         for vserver in self.topology.vservers:
             if names is not None and vserver.name not in names:
                 continue
+            vserver = self.vservers[vserver.name]
             for rdtype in (1, 28):
-                plan = planVServer(vserver, self.topology, self.table, rdtype, now, self.deadInterval)
+                plan = planVServer(
+                    vserver, self.topology, self.table, rdtype, now, self.deadInterval,
+                    self.disabled, self.vservers, self.locations,
+                )
+                self.plans[(vserver.name, rdtype)] = plan
+                key = self._planKey(plan)
+                if self._planKeys.get((vserver.name, rdtype)) == key:
+                    continue
+                self._planKeys[(vserver.name, rdtype)] = key
                 failure = RCODE_SERVFAIL if plan.response == SERVFAIL else None
-                self.authority.applyPlan(vserver.name, rdtype, plan.sets, self.addressOf, failure)
+                book = self.authority.book(vserver.name, rdtype)
+                chooser = buildChooser(plan, self.choice, book.indexOf, allowed)
+                self.authority.setChooser(vserver.name, rdtype, chooser, failure)
+
+    def _planKey(self, plan) -> tuple:
+        """
+        What a chooser depends on: an unchanged key keeps the chooser (and
+        its rotation and per-client caches).  RTT also depends on the
+        probes of the candidates' sites.
+        """
+        probes = ()
+        if plan.method == "RTT":
+            probes = tuple(self.table[c.site].version() for c in plan.candidates)
+        return (
+            plan.method, plan.sets, plan.source, plan.answering, plan.response,
+            tuple(c.service for c in plan.candidates), plan.config, plan.askedConfig, probes,
+        )
+
+    def upServices(self) -> frozenset:
+        """Every service UP now (what a persistence entry may still name)."""
+        return frozenset(
+            service.name for service in self.topology.services
+            if serviceState(service, self.topology, self.table, self.disabled)[0] == UP
+        )
 
     def _expireOrphans(self, now: float) -> None:
         """
@@ -671,7 +809,111 @@ class CoreGSLB:
                 for values in metrics.services.values():
                     values.pop("monitor", None)
 
+    # --- persistence ------------------------------------------------------------------
+
+    def _persistenceKey(self, name: str, network: str):
+        """(vserver, key) of a shared entry, or None if we have no such vserver."""
+        vserver = self.vservers.get(name[:-5] if name.endswith("/AAAA") else name)
+        if vserver is None:
+            return None
+        return parseNetwork(network, prefixOfNetmask(vserver.persist_mask), vserver.v6_persist_mask_len)
+
+    def _mergeEntries(self, entries: list) -> list:
+        """Take shared persistence entries; those that changed our table."""
+        now = self.reactor.seconds()
+        taken = []
+        for wire in entries:
+            try:
+                key = self._persistenceKey(wire["vserver"], wire["network"])
+                if key is not None and self.persistence.merge(wire["vserver"], key, wire, now):
+                    taken.append(wire)
+            except (KeyError, TypeError, ValueError):
+                self.log.warn("ignored a malformed persistence entry {entry!r}", entry=wire)
+        return taken
+
+    def _schedulePersistFlush(self) -> None:
+        """A new entry: share it before the next reactor turn."""
+        if self._persistFlush is None or not self._persistFlush.active():
+            self._persistFlush = self.reactor.callLater(0, self._flushPersistence)
+
+    def _flushPersistence(self) -> None:
+        entries = self.persistence.takePending(self.reactor.seconds())
+        if not entries:
+            return
+        self._publishEntries(entries)
+        # And to the sites we master: NetScaler's sessionExchange.
+        for mastery in self.mastered.values():
+            session = mastery.session
+            if session is not None and getattr(session, "state", None) == "established" and hasattr(session, "sendSessions"):
+                session.sendSessions(entries)
+
+    def _publishEntries(self, entries: list, target: Optional[int] = None, snapshot: bool = False) -> None:
+        for start in range(0, max(len(entries), 1), PERSIST_CHUNK):
+            chunk = entries[start:start + PERSIST_CHUNK]
+            if not chunk and not snapshot:
+                return
+            body = {"sessions": chunk}
+            if snapshot:
+                body["snapshot"] = start + PERSIST_CHUNK >= len(entries)
+            self.publish(TOPIC_PERSIST, json.dumps(body).encode(), target)
+
+    def _persistenceTick(self) -> None:
+        self.persistence.expire(self.reactor.seconds())
+        self._flushPersistence()
+
+    # --- RTT probes ----------------------------------------------------------------------
+
+    def _requestProbe(self, network: str) -> None:
+        """A client network no site has measured: ask every site (via their masters)."""
+        now = self.reactor.seconds()
+        if now - self._probeAsked.get(network, -PROBE_RETRY) < PROBE_RETRY:
+            return
+        self._probeAsked[network] = now
+        self._probePending.add(network)
+        if self._probeFlush is None or not self._probeFlush.active():
+            self._probeFlush = self.reactor.callLater(0, self._flushProbes)
+
+    def _flushProbes(self) -> None:
+        networks, self._probePending = sorted(self._probePending), set()
+        if not networks:
+            return
+        if len(self._probeAsked) > 65536:
+            self._probeAsked.clear()
+        self.publish(TOPIC_PROBE, json.dumps({"networks": networks}).encode())
+        self._sendProbes(networks)
+
+    def _sendProbes(self, networks: list) -> None:
+        for mastery in self.mastered.values():
+            session = mastery.session
+            if session is not None and getattr(session, "state", None) == "established" and hasattr(session, "sendProbe"):
+                session.sendProbe(networks)
+
+    # --- runtime changes --------------------------------------------------------------
+
+    def applyRuntime(self, state: dict) -> None:
+        """
+        The appliance's whole runtime state (C{set gslb vserver -lbMethod},
+        C{enable|disable gslb service}), as the supervisor keeps it: replaces
+        the previous one, on every core alike.
+        """
+        methods = dict(state.get("lb_method") or {})
+        disabled = frozenset(state.get("disabled") or ())
+        vservers = dict(self.topology.vserverByName)
+        for name, method in methods.items():
+            if name in vservers:
+                vservers[name] = dataclasses.replace(vservers[name], lb_method=method)
+            else:
+                self.log.warn("runtime state names an unknown vserver {name}", name=name)
+        self.runtimeState = {"lb_method": methods, "disabled": sorted(disabled)}
+        self.vservers = vservers
+        self.disabled = disabled
+        self.replan()
+
     # --- inspection ---------------------------------------------------------------------
+
+    def explain(self, name: str, qtype: str = "A", client: Optional[str] = None) -> dict:
+        """Why this core answers C{name} as it does now (C{resolve}): read-only."""
+        return explainQuery(self, name, qtype, client or "127.0.0.1")
 
     def inspect(self, what: str, site: Optional[str] = None):
         now = self.reactor.seconds()
@@ -701,7 +943,7 @@ class CoreGSLB:
             rows = []
             for service in self.topology.services:
                 reported = self.table[service.site].services.get(service.name) or {}
-                state, reason = serviceState(service, self.topology, self.table)
+                state, reason = serviceState(service, self.topology, self.table, self.disabled)
                 rows.append({
                     "name": service.name, "site": service.site, "ip": service.ip, "port": service.port,
                     "type": service.type, "state": state, "reason": reason,
@@ -739,6 +981,8 @@ class CoreGSLB:
                         "auth_failures": failures, "rtt": None,
                     })
             return rows
+        if what == "vservers":
+            return vserverRows(self)
         if what == "metrics":
             if site not in self.table.sites:
                 raise KeyError(site)

@@ -20,9 +20,11 @@ from gslb_twisted.dns.protocol import DNSDatagramProtocol, DNSStreamFactory
 from gslb_twisted.endpoints import DNSEndpoint, bindDNSSocket
 from gslb_twisted.logs import CoreLogForwarder
 from gslb_twisted.protocol.commands import (
+    ApplyRuntime,
     AssignSite,
     CoreInspect,
     CoreReady,
+    CoreResolve,
     CoreStatus,
     Deliver,
     Hello,
@@ -235,4 +237,18 @@ class SupervisorLink(amp.AMP):
         if self.core.gslb is None:
             raise KeyError(what)
         return {"result": self.core.gslb.inspect(what, site)}
+
+    @CoreResolve.responder
+    def resolve(self, name: str, qtype: str, client: Optional[str] = None) -> dict:
+        if self.core.gslb is None:
+            raise KeyError(name)
+        return {"result": self.core.gslb.explain(name, qtype, client)}
+
+    @ApplyRuntime.responder
+    def applyRuntime(self, state: dict) -> dict:
+        # It may come before the core serves (a core joining gets it before
+        # the answer to its Hello): its first answer already follows it.
+        if self.core.gslb is not None:
+            self.core.gslb.applyRuntime(state)
+        return {}
 

@@ -60,7 +60,8 @@ from gslb_twisted.dns.wire import (
     wireLabels,
     wireName,
 )
-from gslb_twisted.lb.roundrobin import Rotation, answerSets, smoothWeightedOrder
+from gslb_twisted.lb.choosers import Rotating
+from gslb_twisted.lb.roundrobin import answerSets, smoothWeightedOrder
 
 NOERROR = 0
 FORMERR = 1
@@ -71,21 +72,65 @@ REFUSED = 5
 BADVERS = 16  # an extended RCODE: 0 in the header, 1 in the OPT record
 
 
+class AnswerBook:
+    """
+    Every answer one vserver has given for one record type: the services,
+    their addresses and the prebuilt answer-section bytes, by index.  A
+    chooser returns an index; L{indexOf} adds an answer the first time it is
+    chosen.  Addresses never change at run time, so a book only grows (and
+    starts over past C{limit} answers, its chooser being rebuilt).
+    """
+
+    __slots__ = ("rdtype", "ttl", "addressOf", "services", "addresses", "templates", "counts", "_index", "limit")
+
+    def __init__(self, rdtype: int, ttl: int, addressOf: Mapping[str, str], limit: int = 4096) -> None:
+        self.rdtype = rdtype
+        self.ttl = ttl
+        self.addressOf = addressOf
+        self.limit = limit
+        self.services: list[tuple[str, ...]] = []
+        self.addresses: list[tuple[str, ...]] = []
+        self.templates: list[bytes] = []
+        self.counts: list[int] = []
+        self._index: dict[tuple[str, ...], int] = {}
+
+    def indexOf(self, services: tuple[str, ...]) -> int:
+        index = self._index.get(services)
+        if index is not None:
+            return index
+        addresses = tuple(self.addressOf[name] for name in services)
+        index = len(self.services)
+        self.services.append(services)
+        self.addresses.append(addresses)
+        self.templates.append(answerSection(self.rdtype, self.ttl, addresses))
+        self.counts.append(len(addresses))
+        self._index[services] = index
+        return index
+
+    def full(self) -> bool:
+        return len(self.services) > self.limit
+
+    def clear(self) -> None:
+        # New lists: a fast plan still holding the old ones stays valid.
+        self.services, self.addresses, self.templates, self.counts = [], [], [], []
+        self._index = {}
+
+
 class VServerAnswers:
     """
     The answers one vserver can give, per record type (A, AAAA), and the
     choice among them.
 
-    Today the choice is weighted round robin over the vserver's bound
-    services of the asked family, C{answers} distinct addresses per reply,
-    the rotation moving one position per reply.  A metrics-driven method
-    replaces L{choose} (and, if it needs other answer sets, the sets).
+    Per record type there is an L{AnswerBook} and a chooser (see
+    L{gslb_twisted.lb.choosers}) picking an index into it per query; or an
+    RCODE to answer instead (SERVFAIL as a down response); or neither: NODATA.
+    Until a plan is applied, a vserver answers weighted round robin over
+    its bound services of the asked family.
 
     @ivar name: the vserver's name.
     @ivar ttl: the TTL of its address records.
-    @ivar addressSets: per record type, the answers it can give: each a
-        tuple of addresses.  Only types with at least one service appear.
-    @ivar serviceSets: the same answers as the names of their services.
+    @ivar books: per record type, its L{AnswerBook}.
+    @ivar choosers: per record type with addresses to give, its chooser.
     """
 
     def __init__(
@@ -101,21 +146,21 @@ class VServerAnswers:
         """
         self.name = name
         self.ttl = ttl
+        self.answersPerReply = answersPerReply
         self.domains: tuple[str, ...] = ()
-        # Per record type, an RCODE to answer instead of addresses (SERVFAIL
-        # as a vserver's down response).
         self.failures: dict[int, int] = {}
-        self.serviceSets: dict[int, tuple[tuple[str, ...], ...]] = {}
-        self.addressSets: dict[int, tuple[tuple[str, ...], ...]] = {}
-        self._rotations: dict[int, Rotation] = {}
+        self.books: dict[int, AnswerBook] = {}
+        self.choosers: dict[int, object] = {}
+        self._plainSets: dict[int, tuple] = {}
         for rdtype, bound in candidates.items():
+            addressOf = {service: address for service, address, _ in bound}
+            self.books[rdtype] = AnswerBook(rdtype, ttl, addressOf)
             if not bound:
                 continue
             order = smoothWeightedOrder([weight for _, _, weight in bound])
-            sets = answerSets(order, answersPerReply)
-            self.serviceSets[rdtype] = tuple(tuple(bound[i][0] for i in chosen) for chosen in sets)
-            self.addressSets[rdtype] = tuple(tuple(bound[i][1] for i in chosen) for chosen in sets)
-            self._rotations[rdtype] = Rotation(len(sets))
+            sets = tuple(tuple(bound[i][0] for i in chosen) for chosen in answerSets(order, answersPerReply))
+            self.choosers[rdtype] = Rotating(sets, self.books[rdtype].indexOf)
+            self._plainSets[rdtype] = sets
 
     @classmethod
     def fromVServer(cls, vserver: VServer, serviceByName: Mapping[str, Service]) -> "VServerAnswers":
@@ -128,6 +173,37 @@ class VServerAnswers:
         answers.domains = vserver.domains
         return answers
 
+    @property
+    def addressSets(self) -> dict[int, tuple[tuple[str, ...], ...]]:
+        """Per record type, the answers of a rotating chooser (tests, inspection)."""
+        result = {}
+        for rdtype, chooser in self.choosers.items():
+            sets = getattr(chooser, "sets", None)
+            if sets is not None:
+                book = self.books[rdtype]
+                result[rdtype] = tuple(tuple(book.addressOf[name] for name in chosen) for chosen in sets)
+        return result
+
+    @property
+    def serviceSets(self) -> dict[int, tuple[tuple[str, ...], ...]]:
+        return {rdtype: chooser.sets for rdtype, chooser in self.choosers.items() if hasattr(chooser, "sets")}
+
+    def setChooser(self, rdtype: int, chooser, failure: Optional[int]) -> None:
+        """
+        Answer C{rdtype} from now on through C{chooser} (built on this
+        vserver's book for the type); or, with C{failure}, that RCODE; with
+        neither, NODATA.
+        """
+        self._plainSets.pop(rdtype, None)
+        if failure is None:
+            self.failures.pop(rdtype, None)
+        else:
+            self.failures[rdtype] = failure
+        if chooser is not None and failure is None:
+            self.choosers[rdtype] = chooser
+        else:
+            self.choosers.pop(rdtype, None)
+
     def applyPlan(self, rdtype: int, sets: Sequence[tuple[str, ...]], addressOf: Mapping[str, str], failure: Optional[int]) -> bool:
         """
         Answer C{rdtype} from now on with these sets of services (rotating),
@@ -137,31 +213,26 @@ class VServerAnswers:
         @return: whether anything changed.
         """
         serviceSets = tuple(tuple(s) for s in sets)
-        if self.serviceSets.get(rdtype, ()) == serviceSets and self.failures.get(rdtype) == failure:
+        if self._plainSets.get(rdtype, ()) == serviceSets and self.failures.get(rdtype) == failure and (
+            serviceSets or rdtype not in self.choosers
+        ):
             return False
-        if failure is None:
-            self.failures.pop(rdtype, None)
-        else:
-            self.failures[rdtype] = failure
-        if serviceSets and failure is None:
-            self.serviceSets[rdtype] = serviceSets
-            self.addressSets[rdtype] = tuple(tuple(addressOf[name] for name in chosen) for chosen in serviceSets)
-            self._rotations[rdtype] = Rotation(len(serviceSets))
-        else:
-            self.serviceSets.pop(rdtype, None)
-            self.addressSets.pop(rdtype, None)
-            self._rotations.pop(rdtype, None)
+        book = self.books.setdefault(rdtype, AnswerBook(rdtype, self.ttl, addressOf))
+        chooser = Rotating(serviceSets, book.indexOf) if serviceSets and failure is None else None
+        self.setChooser(rdtype, chooser, failure)
+        if chooser is not None:
+            self._plainSets[rdtype] = serviceSets
         return True
 
     def choose(self, rdtype: int, clientAddress: str) -> int:
         """
-        Which of C{addressSets[rdtype]} to answer with now.
+        Which of C{books[rdtype]} to answer with now.
 
         @param clientAddress: the effective client: the EDNS Client Subnet
             address when the query carried one with a nonzero prefix, else
-            the query's source address.  Round robin ignores it.
+            the query's source address.
         """
-        return self._rotations[rdtype].advance()
+        return self.choosers[rdtype].choose(rdtype, clientAddress)
 
     def __repr__(self) -> str:
         return f"<VServerAnswers {self.name}>"
@@ -317,18 +388,21 @@ class Authority:
         return authority
 
     def _rebuildFastPlans(self, answers: VServerAnswers) -> None:
-        """Prebuild the fast path's answer bytes for one vserver's current sets."""
+        """Point the fast path at one vserver's current choosers."""
         if self.fastTable is None:
             return
         for rdtype in (QTYPE_A, QTYPE_AAAA):
-            sets = answers.addressSets.get(rdtype)
+            chooser = answers.choosers.get(rdtype)
             plan = None
-            if sets:
+            if chooser is not None:
+                book = answers.books[rdtype]
+                size = 16 if rdtype == QTYPE_A else 28
                 plan = FastPlan(
-                    answers.choose,
+                    chooser.choose,
                     rdtype,
-                    [answerSection(rdtype, answers.ttl, addresses) for addresses in sets],
-                    [len(addresses) for addresses in sets],
+                    book.templates,
+                    book.counts,
+                    longest=size * min(answers.answersPerReply, len(book.addressOf)),
                 )
             for domain in answers.domains:
                 key = fastKey(domain, rdtype)
@@ -346,14 +420,28 @@ class Authority:
         failure: Optional[int] = None,
     ) -> bool:
         """
-        Change what C{vserver} answers for C{rdtype} (see
-        L{VServerAnswers.applyPlan}), fast path included.
+        Change what C{vserver} answers for C{rdtype} to a rotation over
+        C{sets} (see L{VServerAnswers.applyPlan}), fast path included.
         """
         answers = self.vservers[vserver]
         changed = answers.applyPlan(rdtype, sets, addressOf, failure)
         if changed:
             self._rebuildFastPlans(answers)
         return changed
+
+    def setChooser(self, vserver: str, rdtype: int, chooser, failure: Optional[int] = None) -> None:
+        """Change how C{vserver} chooses its C{rdtype} answers (or fails them)."""
+        answers = self.vservers[vserver]
+        answers.setChooser(rdtype, chooser, failure)
+        self._rebuildFastPlans(answers)
+
+    def book(self, vserver: str, rdtype: int) -> AnswerBook:
+        """The answer book choosers of C{vserver} index, for C{rdtype}."""
+        answers = self.vservers[vserver]
+        book = answers.books[rdtype]
+        if book.full():
+            book.clear()
+        return book
 
     # -----------------------------------------------------------------------
 
@@ -448,8 +536,8 @@ class Authority:
             if failure is not None:
                 return self._reply(ident, flags, question, failure, opt=opt, limit=limit)
             for rdtype in (QTYPE_A, QTYPE_AAAA):
-                if (qtype == rdtype or isAny) and rdtype in vserver.addressSets:
-                    chosen = vserver.addressSets[rdtype][vserver.choose(rdtype, clientAddress)]
+                if (qtype == rdtype or isAny) and rdtype in vserver.choosers:
+                    chosen = vserver.books[rdtype].addresses[vserver.choose(rdtype, clientAddress)]
                     answer.extend(
                         RR(owner, rdtype, CLASS_IN, vserver.ttl, _rdata(*addressRdata(address)))
                         for address in chosen

@@ -129,12 +129,18 @@ class FastPlan:
         rdtype: int,
         templates: Sequence[bytes],
         counts: Sequence[int],
+        longest: Optional[int] = None,
     ) -> None:
+        """
+        @param templates: may be a list that grows as new answers are first
+            chosen (see L{gslb_twisted.dns.authority.AnswerBook}); then
+            C{longest} must bound every template it will hold.
+        """
         self.choose = choose
         self.rdtype = rdtype
-        self.templates = tuple(templates)
-        self.counts = tuple(counts)
-        self.longest = max(len(t) for t in self.templates)
+        self.templates = templates
+        self.counts = counts
+        self.longest = max(len(t) for t in templates) if longest is None else longest
 
 
 def fastKey(name: str, rdtype: int) -> bytes:

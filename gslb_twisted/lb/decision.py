@@ -1,18 +1,31 @@
 """
 What a vserver answers, decided from the metric table: a pure function of
-(vserver, topology, metrics, now).
+(vserver, topology, metrics, runtime state, now) -> L{Plan}.
 
-A decision is a L{Plan} per record type: the answer sets a vserver rotates
-through until the metrics change (so the DNS hot path only steps a
-rotation), or the response to give when no service is up.  It is recomputed
-whenever a site's metrics change and on a timer (metrics age).
+A plan is computed per vserver and record type whenever the metrics it
+depends on change (and on a timer, as metrics age).  It says which services
+are up and how they rank; for the methods that do not depend on the client
+it holds the answer sets to rotate through, so the DNS hot path only steps a
+rotation.  For client-dependent methods (SOURCEIPHASH, STATICPROXIMITY,
+RTT) and persistence, L{gslb_twisted.lb.choosers} picks per query from the
+plan.
 
 Service state, as NetScaler's GSLB sees it: a service is UP when its site is
 UP (its master holds a live MEP session that delivered metrics, or the site
-exchanges no metrics) and the site reports the service UP.  A
-metrics-driven method needs every candidate's metrics fresh (younger than
-C{dead_interval}); otherwise the vserver answers with its
-C{backup_lb_method}.
+exchanges no metrics) and the site reports the service UP (or the
+appliance-side monitor says UP while it is in charge), and it is not
+disabled.  A metrics-driven method needs every candidate's metrics fresh
+(younger than C{dead_interval}); otherwise the vserver answers with its
+C{backup_lb_method} (and if that needs metrics too, with ROUNDROBIN).
+
+Order of decisions (NetScaler's):
+
+ 1. spillover: over the threshold, answers come from the backup vserver
+    chain; with no usable backup, C{spillover.backup_action} ACCEPT keeps
+    answering from the primary, DROP gives the down response;
+ 2. no service of the family up: the backup vserver chain, then the
+    C{down_response};
+ 3. otherwise the method (or its backup) ranks the up services.
 """
 
 from __future__ import annotations
@@ -21,17 +34,24 @@ from dataclasses import dataclass, field
 from typing import Mapping, Optional
 
 from gslb_twisted.config import Service, Topology, VServer
-from gslb_twisted.lb.roundrobin import answerSets, smoothWeightedOrder
+from gslb_twisted.lb.methods import (
+    CLIENT_METHODS,
+    LEAST_METRIC,
+    METRIC_METHODS,
+    STATIC_METHODS,
+    Candidate,
+    customLoad,
+    customLoadGroups,
+    groupSets,
+    leastMetricGroups,
+    metricValue,
+    missingMetric,
+    overThresholds,
+    roundRobinSets,
+    staticSets,
+)
 from gslb_twisted.metrics import UP, MetricTable
 from gslb_twisted.monitors.trigger import effectiveState
-
-# Methods that rank services by one metric, lowest first.
-LEAST_METRIC = {
-    "LEASTCONNECTION": "connections",
-    "LEASTRESPONSETIME": "response_time",
-    "LEASTBANDWIDTH": "bandwidth",
-    "LEASTPACKETS": "packets",
-}
 
 # A Plan's response when no address is to be given.
 EMPTY = "empty"
@@ -39,45 +59,83 @@ SERVFAIL = "servfail"
 
 FAMILY_OF_RDTYPE = {1: 4, 28: 6}
 
+# Sources of an answer.
+SERVICES = "services"
+BACKUP_VSERVER = "backup_vserver"
+DOWN_RESPONSE = "down_response"
+
+NO_METRICS = "NONE"
+
 
 @dataclass(frozen=True)
-class Candidate:
-    service: str
-    ip: str
-    site: str
-    weight: int
-    metrics: Optional[Mapping[str, object]]
+class Spill:
+    """A vserver's spillover reading: C{value} against C{threshold}."""
+
+    method: str
+    threshold: float
+    value: float
+    spilled: bool
+
+    def asDict(self) -> dict:
+        return {"method": self.method, "threshold": self.threshold, "value": self.value, "spilled": self.spilled}
 
 
 @dataclass(frozen=True)
 class Plan:
     """
-    @ivar sets: the answers to rotate through, each a tuple of service
-        names (empty with C{response} set, or when no service of the family
-        is bound at all).
-    @ivar method: the method that decided.
-    @ivar fallback: C{backup_lb_method} decided, the primary lacking metrics.
-    @ivar source: "services", "backup_vserver" (named C{vserver}) or
-        "down_response".
+    @ivar vserver: the vserver asked.
+    @ivar answering: the vserver whose services answer (a backup vserver's
+        name when C{source} is BACKUP_VSERVER).
+    @ivar method: the method that decides; C{fallback}: it is the backup
+        method, the primary lacking what it needs (C{fallbackReason}).
+    @ivar candidates: the up services of the family, in binding order.
+    @ivar everyone: every bound service of the family.
+    @ivar sets: the answer sets to rotate through, for a method that does not
+        depend on the client; the backup method's sets for one that does
+        (its per-query fallback); empty with C{response} set.
     @ivar response: None, or EMPTY / SERVFAIL when no address is given.
     @ivar excluded: (service, reason) of bound services not answered.
+    @ivar loads: per candidate, what the method ranked it by (explain).
+    @ivar spill: the asked vserver's spillover reading, if it has one.
+    @ivar persistence: the asked vserver's persistence type.
     """
 
-    sets: tuple[tuple[str, ...], ...]
+    vserver: str
+    rdtype: int
     method: str
+    sets: tuple[tuple[str, ...], ...]
+    answers: int = 1
     fallback: bool = False
-    source: str = "services"
-    vserver: Optional[str] = None
+    fallbackReason: Optional[str] = None
+    source: str = SERVICES
+    answering: Optional[str] = None
     response: Optional[str] = None
+    candidates: tuple[Candidate, ...] = ()
+    everyone: tuple[Candidate, ...] = ()
     excluded: tuple[tuple[str, str], ...] = field(default=())
+    loads: Mapping[str, Mapping[str, object]] = field(default_factory=dict)
+    backupMethod: str = "ROUNDROBIN"
+    spill: Optional[Spill] = None
+    persistence: str = "NONE"
+    config: Optional[VServer] = None  # the answering vserver's
+    askedConfig: Optional[VServer] = None  # the asked vserver's (persistence)
+
+    @property
+    def clientMethod(self) -> bool:
+        return self.response is None and self.source != DOWN_RESPONSE and self.method in CLIENT_METHODS
 
 
-def serviceState(service: Service, topology: Topology, table: MetricTable) -> tuple[str, str]:
+def serviceState(
+    service: Service, topology: Topology, table: MetricTable, disabled: frozenset = frozenset()
+) -> tuple[str, str]:
     """
     (state, reason) of one service from the metric table: its site's MEP
     report, or the appliance-side monitor while that is active (NetScaler's
-    C{triggerMonitor}; see L{gslb_twisted.monitors.trigger}).
+    C{triggerMonitor}; see L{gslb_twisted.monitors.trigger}).  A service
+    disabled at run time is OUT OF SERVICE.
     """
+    if service.name in disabled:
+        return "OUT OF SERVICE", "disabled"
     site = topology.siteByName[service.site]
     metrics = table[service.site]
     reported = metrics.services.get(service.name) or {}
@@ -95,6 +153,56 @@ def serviceState(service: Service, topology: Topology, table: MetricTable) -> tu
     return "DOWN", "reported DOWN by its site"
 
 
+def siteLocation(topology: Topology, site: str, locations=None) -> Optional[tuple[float, float]]:
+    """
+    Where a site is: its configured location, else its address looked up in
+    the location database (as NetScaler locates a site), else unknown.
+    """
+    config = topology.siteByName[site]
+    if config.location is not None:
+        return (config.location.lat, config.location.lon)
+    if locations is not None:
+        found = locations.lookup(config.ip)
+        if found is not None:
+            return (found.lat, found.lon)
+    return None
+
+
+def candidatesOf(
+    vserver: VServer,
+    topology: Topology,
+    table: MetricTable,
+    family: Optional[int],
+    disabled: frozenset = frozenset(),
+    locations=None,
+):
+    """
+    (up candidates, every candidate, excluded) of one address family (all
+    families with C{family} None), in binding order.
+    """
+    up, everyone, excluded = [], [], []
+    for binding in vserver.services:
+        service = topology.serviceByName[binding.name]
+        if family is not None and service.family != family:
+            continue
+        candidate = Candidate(
+            service.name,
+            service.ip,
+            service.site,
+            binding.weight,
+            table[service.site].services.get(service.name),
+            service.max_clients,
+            siteLocation(topology, service.site, locations),
+        )
+        everyone.append(candidate)
+        state, reason = serviceState(service, topology, table, disabled)
+        if state == UP:
+            up.append(candidate)
+        else:
+            excluded.append((service.name, reason))
+    return up, everyone, excluded
+
+
 def _fresh(candidate: Candidate, topology: Topology, table: MetricTable, now: float, deadInterval: float) -> bool:
     if not topology.siteByName[candidate.site].metric_exchange or candidate.metrics is None:
         return False
@@ -102,53 +210,78 @@ def _fresh(candidate: Candidate, topology: Topology, table: MetricTable, now: fl
     return updatedAt is not None and now - updatedAt <= deadInterval
 
 
-def roundRobinSets(candidates: list[Candidate], answers: int) -> tuple[tuple[str, ...], ...]:
-    order = smoothWeightedOrder([c.weight for c in candidates])
-    return tuple(tuple(candidates[i].service for i in chosen) for chosen in answerSets(order, answers))
+def metricsLacking(method: str, vserver: VServer, up, topology: Topology, table: MetricTable, now: float, deadInterval: float) -> Optional[str]:
+    """Why C{method} cannot decide from these candidates' metrics, or None."""
+    if method not in METRIC_METHODS:
+        return None
+    for candidate in up:
+        if not topology.siteByName[candidate.site].metric_exchange:
+            return f"{candidate.service}: its site exchanges no metrics"
+        if not _fresh(candidate, topology, table, now, deadInterval):
+            return f"{candidate.service}: metrics missing or older than dead_interval"
+    needed: tuple[str, ...] = ()
+    if method in LEAST_METRIC:
+        needed = (LEAST_METRIC[method],)
+    elif method == "CUSTOMLOAD":
+        needed = tuple(spec.metric for spec in vserver.custom_load)
+    missing = missingMetric(up, needed)
+    if missing is not None:
+        return f"{missing[0]}: no {missing[1]} reported"
+    return None
 
 
-def leastMetricSets(candidates: list[Candidate], metric: str, answers: int) -> tuple[tuple[str, ...], ...]:
+def spillover(vserver: VServer, topology: Topology, table: MetricTable, disabled: frozenset = frozenset()) -> Optional[Spill]:
     """
-    The C{answers} services with the lowest C{metric}.  Services tied at the
-    lowest value take turns (each rotation of the tied group is one set), so
-    a tie is broken fairly, not always to the first bound service.
+    The vserver's spillover reading over its up services of every family
+    (NetScaler): CONNECTION, the sum of their connections, over C{threshold};
+    DYNAMICCONNECTION, the same over the sum of their C{max_clients};
+    BANDWIDTH, the sum of their bandwidth (kbit/s) over C{threshold};
+    HEALTH, the percentage of bound services up, under C{threshold}.
     """
+    config = vserver.spillover
+    if config is None or config.method == "NONE":
+        return None
+    up, everyone, _ = candidatesOf(vserver, topology, table, None, disabled)
 
-    def value(c: Candidate) -> float:
-        raw = c.metrics.get(metric) if c.metrics else None
-        return float(raw) if isinstance(raw, (int, float)) else float("inf")
+    def total(metric: str) -> float:
+        return sum(metricValue(c, metric) or 0.0 for c in up)
 
-    ranked = sorted(candidates, key=value)
-    best = value(ranked[0])
-    tied = [c for c in ranked if value(c) == best]
-    rest = ranked[len(tied) :]
-    sets = []
-    for shift in range(len(tied)):
-        order = tied[shift:] + tied[:shift] + rest
-        chosen = tuple(c.service for c in order[:answers])
-        if chosen not in sets:
-            sets.append(chosen)
-    return tuple(sets)
+    if config.method == "CONNECTION":
+        value, threshold = total("connections"), float(config.threshold)
+        spilled = value > threshold
+    elif config.method == "DYNAMICCONNECTION":
+        value, threshold = total("connections"), float(sum(c.maxClients for c in up))
+        spilled = bool(up) and value > threshold
+    elif config.method == "BANDWIDTH":
+        value, threshold = total("bandwidth"), float(config.threshold)
+        spilled = value > threshold
+    else:  # HEALTH
+        value = round(100.0 * len(up) / len(everyone), 3) if everyone else 0.0
+        threshold = float(config.threshold)
+        spilled = value < threshold
+    return Spill(config.method, threshold, value, spilled)
 
 
-def candidatesOf(vserver: VServer, topology: Topology, table: MetricTable, family: int):
-    """(up candidates, every candidate, excluded) of one address family."""
-    up, everyone, excluded = [], [], []
-    for binding in vserver.services:
-        service = topology.serviceByName[binding.name]
-        if service.family != family:
-            continue
-        candidate = Candidate(
-            service.name, service.ip, service.site, binding.weight,
-            table[service.site].services.get(service.name),
-        )
-        everyone.append(candidate)
-        state, reason = serviceState(service, topology, table)
-        if state == UP:
-            up.append(candidate)
-        else:
-            excluded.append((service.name, reason))
-    return up, everyone, excluded
+def rankedSets(method: str, vserver: VServer, up: list[Candidate]) -> tuple[tuple[tuple[str, ...], ...], dict]:
+    """
+    The answer sets of a method that does not depend on the client, and
+    what it ranked each candidate by.
+    """
+    answers = vserver.answers
+    if method in LEAST_METRIC:
+        metric = LEAST_METRIC[method]
+        loads = {c.service: {metric: metricValue(c, metric)} for c in up}
+        return groupSets(leastMetricGroups(up, metric), answers), loads
+    if method == "CUSTOMLOAD":
+        loads = {c.service: {"load": customLoad(c, vserver.custom_load)} for c in up}
+        return groupSets(customLoadGroups(up, vserver.custom_load), answers), loads
+    if method in STATIC_METHODS:
+        return staticSets(up, answers), {}
+    return roundRobinSets(up, answers), {}
+
+
+def _nonClient(method: str) -> str:
+    return "ROUNDROBIN" if method in CLIENT_METHODS or method in METRIC_METHODS else method
 
 
 def planVServer(
@@ -158,37 +291,99 @@ def planVServer(
     rdtype: int,
     now: float,
     deadInterval: float,
+    disabled: frozenset = frozenset(),
+    vservers: Optional[Mapping[str, VServer]] = None,
+    locations=None,
     _seen: tuple[str, ...] = (),
 ) -> Plan:
     """
     What C{vserver} answers for C{rdtype} (1: A, 28: AAAA) now.
+
+    @param disabled: services disabled at run time.
+    @param vservers: the vservers as changed at run time (by name), for
+        backup vservers; the topology's by default.
+    @param locations: the location database (STATICPROXIMITY, and sites
+        without a configured location).
     """
+    vservers = topology.vserverByName if vservers is None else vservers
     family = FAMILY_OF_RDTYPE[rdtype]
-    up, everyone, excluded = candidatesOf(vserver, topology, table, family)
+    up, everyone, excluded = candidatesOf(vserver, topology, table, family, disabled, locations)
+    spill = spillover(vserver, topology, table, disabled)
+    common = dict(
+        vserver=vserver.name, rdtype=rdtype, answers=vserver.answers, answering=vserver.name,
+        everyone=tuple(everyone), spill=spill, persistence=vserver.persistence, config=vserver,
+        askedConfig=vserver,
+    )
     if not everyone:
-        return Plan((), vserver.lb_method)
-    if up:
-        method, fallback = vserver.lb_method, False
-        if method in LEAST_METRIC and not all(_fresh(c, topology, table, now, deadInterval) for c in up):
-            method, fallback = vserver.backup_lb_method, True
-        if method in LEAST_METRIC:
-            sets = leastMetricSets(up, LEAST_METRIC[method], vserver.answers)
-        else:
-            # The remaining methods (proximity, hashing, custom load) come
-            # with the decision engine; meanwhile they answer round robin.
-            sets = roundRobinSets(up, vserver.answers)
-        return Plan(sets, method, fallback, excluded=tuple(excluded))
-    backupName = vserver.backup_vserver
-    if backupName is not None and backupName not in _seen:
+        return Plan(method=vserver.lb_method, sets=(), **common)
+
+    def fromBackup(why: str) -> Optional[Plan]:
+        name = vserver.backup_vserver
+        if name is None or name in _seen:
+            return None
         backup = planVServer(
-            topology.vserverByName[backupName], topology, table, rdtype, now, deadInterval, _seen + (vserver.name,)
+            vservers[name], topology, table, rdtype, now, deadInterval, disabled, vservers, locations,
+            _seen + (vserver.name,),
         )
-        if backup.sets and backup.response is None and backup.source != "down_response":
+        if backup.response is not None or backup.source == DOWN_RESPONSE or not backup.candidates:
+            return None
+        return Plan(
+            vserver=vserver.name, rdtype=rdtype, method=backup.method, sets=backup.sets, answers=backup.answers,
+            fallback=backup.fallback, fallbackReason=backup.fallbackReason, source=BACKUP_VSERVER,
+            answering=backup.answering, candidates=backup.candidates, everyone=tuple(everyone),
+            excluded=tuple(excluded) + tuple((c.service, why) for c in up), loads=backup.loads,
+            backupMethod=backup.backupMethod, spill=spill, persistence=vserver.persistence, config=backup.config,
+            askedConfig=vserver,
+        )
+
+    if up and spill is not None and spill.spilled:
+        why = f"spilled over: {spill.method} {spill.value:g} " + ("<" if spill.method == "HEALTH" else ">") + f" {spill.threshold:g}"
+        backup = fromBackup(why)
+        if backup is not None:
+            return backup
+        if vserver.spillover.backup_action == "DROP":
+            excluded = excluded + [(c.service, why) for c in up]
+            up = []
+    if up:
+        method, fallback, reason = vserver.lb_method, False, None
+        lacking = metricsLacking(method, vserver, up, topology, table, now, deadInterval)
+        if lacking is not None:
+            method, fallback, reason = vserver.backup_lb_method, True, lacking
+            if metricsLacking(method, vserver, up, topology, table, now, deadInterval) is not None:
+                method = "ROUNDROBIN"
+        if method == "CUSTOMLOAD":
+            kept = []
+            for c in up:
+                over = overThresholds(c, vserver.custom_load, vserver.custom_load_exclude)
+                if over:
+                    excluded.append((c.service, "over threshold: " + ", ".join(over)))
+                else:
+                    kept.append(c)
+            up = kept
+        if up:
+            backupMethod = _nonClient(vserver.backup_lb_method) if method in CLIENT_METHODS else method
+            if method in CLIENT_METHODS:
+                sets, loads = rankedSets(backupMethod, vserver, up)
+                if method == "RTT":
+                    loads = {c.service: {"site_rtt_ms": _siteRTT(table, c.site)} for c in up}
+            else:
+                sets, loads = rankedSets(method, vserver, up)
             return Plan(
-                backup.sets, backup.method, backup.fallback, "backup_vserver",
-                backup.vserver or backupName, excluded=tuple(excluded),
+                method=method, sets=sets, fallback=fallback, fallbackReason=reason, candidates=tuple(up),
+                excluded=tuple(excluded), loads=loads, backupMethod=backupMethod, **common,
             )
+    backup = fromBackup("excluded")
+    if backup is not None:
+        return backup
     if vserver.down_response == "all":
-        return Plan(roundRobinSets(everyone, vserver.answers), "ROUNDROBIN", source="down_response", excluded=tuple(excluded))
+        return Plan(
+            method="ROUNDROBIN", sets=roundRobinSets(everyone, vserver.answers), source=DOWN_RESPONSE,
+            excluded=tuple(excluded), **common,
+        )
     response = EMPTY if vserver.down_response == "empty" else SERVFAIL
-    return Plan((), vserver.lb_method, source="down_response", response=response, excluded=tuple(excluded))
+    return Plan(method=vserver.lb_method, sets=(), source=DOWN_RESPONSE, response=response, excluded=tuple(excluded), **common)
+
+
+def _siteRTT(table: MetricTable, site: str) -> Optional[float]:
+    rtt = table[site].rtt
+    return None if rtt is None else round(rtt * 1000, 3)

@@ -1,6 +1,8 @@
 """
 The Metric Exchange Protocol (MEP): how remote sites send their services'
-metrics to the appliance.  The protocol is specified in docs/MEP.md.
+metrics to the appliance, report round-trip times to client networks
+(PROBE/RTT) and share persistence sessions (SESSIONS).  The protocol is
+specified in docs/MEP.md.
 
   - L{frames}: framing and payload validation (pure)
   - L{auth}: HMAC-SHA256 challenge-response (pure)

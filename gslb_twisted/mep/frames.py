@@ -9,6 +9,7 @@ ERROR code to send, and nothing else.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import math
 import struct
@@ -24,6 +25,9 @@ KEEPALIVE_ECHO = 5
 SNAPSHOT = 6
 DELTA = 7
 RESYNC = 8
+PROBE = 9
+RTT = 10
+SESSIONS = 11
 
 NAMES = {
     HELLO: "HELLO",
@@ -34,6 +38,9 @@ NAMES = {
     SNAPSHOT: "SNAPSHOT",
     DELTA: "DELTA",
     RESYNC: "RESYNC",
+    PROBE: "PROBE",
+    RTT: "RTT",
+    SESSIONS: "SESSIONS",
 }
 
 DEFAULT_MAX_FRAME_SIZE = 1 << 20
@@ -42,6 +49,11 @@ AUTH_MODES = ("hmac-sha256", "none")
 NONCE_SIZE = 32
 MAX_SEQ = (1 << 63) - 1
 MAX_NAME = 255
+# Dynamic proximity and persistence exchange (docs/MEP.md, section 2).
+MAX_PROBE_NETWORKS = 1024
+MAX_RTT_ENTRIES = 4096
+MAX_SESSION_ENTRIES = 1024
+MAX_NETWORK_TEXT = 128
 
 _HEADER = struct.Struct("!IB")
 _LENGTH = struct.Struct("!I")
@@ -317,6 +329,110 @@ def _resync(name: str, m: dict) -> dict:
     return {"seq": seq}
 
 
+def canonicalNetwork(value: Any) -> str:
+    """
+    C{value} as the canonical text of an IPv4 or IPv6 network
+    (C{ipaddress.ip_network(value, strict=True)}: host bits must be zero; a
+    bare address is a /32 or /128; no IPv6 zone such as C{%eth0}).
+
+    @raise ValueError: too long, or not a network.
+    @raise TypeError: not a string.
+    """
+    if not isinstance(value, str):
+        raise TypeError(value)
+    if not 0 < len(value) <= MAX_NETWORK_TEXT or "%" in value:
+        raise ValueError(value)
+    return str(ipaddress.ip_network(value, strict=True))
+
+
+def _networkList(name: str, value: Any) -> list[str]:
+    if not isinstance(value, list) or not 0 < len(value) <= MAX_PROBE_NETWORKS:
+        raise ProtocolError("bad-payload", f"{name} 'networks' must be a list of 1 to {MAX_PROBE_NETWORKS} networks")
+    networks = []
+    seen = set()
+    for index, raw in enumerate(value):
+        try:
+            network = canonicalNetwork(raw)
+        except (TypeError, ValueError):
+            raise ProtocolError("bad-payload", f"{name} networks[{index}] is not a network in CIDR notation") from None
+        if network in seen:
+            raise ProtocolError("bad-payload", f"{name} lists {network} twice")
+        seen.add(network)
+        networks.append(network)
+    return networks
+
+
+def _probe(name: str, m: dict) -> dict:
+    if "networks" not in m:
+        raise ProtocolError("bad-payload", f"{name} lacks 'networks'")
+    return {"networks": _networkList(name, m["networks"])}
+
+
+# An RTT in milliseconds: a finite number >= 0, delivered as a float.
+checkRTT = _checkNumber(0)
+
+
+def _rtt(name: str, m: dict) -> dict:
+    if "rtt" not in m:
+        raise ProtocolError("bad-payload", f"{name} lacks 'rtt'")
+    value = m["rtt"]
+    if not isinstance(value, dict) or len(value) > MAX_RTT_ENTRIES:
+        raise ProtocolError("bad-payload", f"{name} 'rtt' must be an object of at most {MAX_RTT_ENTRIES} networks")
+    rtts = {}
+    for raw, ms in value.items():
+        try:
+            network = canonicalNetwork(raw)
+        except (TypeError, ValueError):
+            raise ProtocolError("bad-payload", f"{name} has a key that is not a network in CIDR notation") from None
+        if network in rtts:
+            raise ProtocolError("bad-payload", f"{name} gives {network} twice")
+        try:
+            rtts[network] = checkRTT(ms)
+        except (TypeError, ValueError):
+            raise ProtocolError("bad-payload", f"{name} RTT of {network} must be a finite number of milliseconds >= 0") from None
+    return {"rtt": rtts}
+
+
+def _checkTTL(value: Any) -> float:
+    ttl = checkRTT(value)  # a finite number >= 0 ...
+    if ttl <= 0:  # ... and not 0
+        raise ValueError(value)
+    return ttl
+
+
+# The keys of a SESSIONS entry, with their checks and what they must be.
+SESSION_FIELDS: dict[str, tuple[Callable[[Any], Any], str]] = {
+    "vserver": (_checkString(MAX_NAME), "a string of 1 to 255 characters"),
+    "network": (canonicalNetwork, "a network in CIDR notation"),
+    "service": (_checkString(MAX_NAME), "a string of 1 to 255 characters"),
+    "version": (_checkInt(1, MAX_SEQ), "an integer from 1 to 2**63-1"),
+    "origin": (_checkString(MAX_NAME), "a string of 1 to 255 characters"),
+    "ttl": (_checkTTL, "a finite number of seconds > 0"),
+}
+
+
+def checkSessionEntry(name: str, index: int, entry: Any) -> dict:
+    """
+    One persistence session of a SESSIONS frame, checked and normalised
+    (network canonical, ttl a float, unknown keys dropped).
+
+    @raise ProtocolError: C{bad-payload}.
+    """
+    label = f"{name} sessions[{index}]"
+    if not isinstance(entry, dict):
+        raise ProtocolError("bad-payload", f"{label} must be an object")
+    return {key: _field(label, entry, key, check, expected) for key, (check, expected) in SESSION_FIELDS.items()}
+
+
+def _sessions(name: str, m: dict) -> dict:
+    if "sessions" not in m:
+        raise ProtocolError("bad-payload", f"{name} lacks 'sessions'")
+    value = m["sessions"]
+    if not isinstance(value, list) or not 0 < len(value) <= MAX_SESSION_ENTRIES:
+        raise ProtocolError("bad-payload", f"{name} 'sessions' must be a list of 1 to {MAX_SESSION_ENTRIES} entries")
+    return {"sessions": [checkSessionEntry(name, i, entry) for i, entry in enumerate(value)]}
+
+
 _VALIDATORS: dict[int, Callable[[str, dict], dict]] = {
     HELLO: _hello,
     AUTH: _auth,
@@ -326,4 +442,7 @@ _VALIDATORS: dict[int, Callable[[str, dict], dict]] = {
     SNAPSHOT: _snapshot,
     DELTA: _delta,
     RESYNC: _resync,
+    PROBE: _probe,
+    RTT: _rtt,
+    SESSIONS: _sessions,
 }

@@ -19,8 +19,11 @@ C{direction}):
   - An appliance session delivers only in-order deltas to
     C{deltaReceived}; on a gap it sends RESYNC itself and drops deltas
     until the next SNAPSHOT.
-  - C{sendSnapshot}/C{sendDelta} are for the site role, and do nothing
-    (returning C{False}) unless the session is established.
+  - C{sendSnapshot}/C{sendDelta}/C{sendRTT} are for the site role,
+    C{sendProbe} for the appliance role, C{sendSessions} for both; they do
+    nothing (returning C{False} or 0) unless the session is established.
+    The session never answers a PROBE itself: the site handler's
+    C{probeReceived} calls C{sendRTT}.
   - C{sessionLost(session, reason)} is called exactly once for every
     session whose C{connectionMade} ran.  Reasons: C{"closed"},
     C{"silent"}, C{"auth-failed"}, C{"refused"}, C{"error:<code>"} (we
@@ -37,7 +40,7 @@ churn per frame).
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, TypeVar
 
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import Protocol
@@ -64,6 +67,21 @@ _REASONS = {
 }
 
 
+_T = TypeVar("_T")
+
+
+def _chunks(items: Sequence[_T], size: int) -> list[Sequence[_T]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def _outgoing(check: Callable[[Any], _T], value: Any, what: str) -> _T:
+    """C{check(value)}, a L{ValueError} naming the value when it fails."""
+    try:
+        return check(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"not a valid {what}: {value!r}") from None
+
+
 class IMEPHandler(Interface):
     """What the owner of a L{MEPSession} is told."""
 
@@ -85,6 +103,28 @@ class IMEPHandler(Interface):
 
     def rttMeasured(session, rtt):
         """A keepalive came back after C{rtt} seconds."""
+
+    def probeReceived(session, networks):
+        """
+        Site role: the appliance wants the round-trip times from this site to
+        the client networks C{networks} (canonical CIDR strings, distinct).
+        Answer with one C{session.sendRTT({network: milliseconds})}, leaving
+        out the networks that cannot be measured.
+        """
+
+    def rttReported(session, rtts):
+        """
+        Appliance role: the site's round-trip times to client networks,
+        C{{network: milliseconds}} (canonical CIDR strings, floats >= 0;
+        possibly empty), normally the answer to a PROBE.
+        """
+
+    def sessionsReceived(session, entries):
+        """
+        Either role: persistence sessions the peer shares, a list of
+        C{{"vserver", "network", "service", "version", "origin", "ttl"}}
+        dicts (network canonical, ttl seconds remaining, > 0).
+        """
 
     def sessionLost(session, reason):
         """The session is over; called exactly once.  See the module docstring for reasons."""
@@ -250,6 +290,77 @@ class MEPSession(Protocol):
         self.lastSeq = seq
         return True
 
+    def sendProbe(self, networks: Iterable[str]) -> int:
+        """
+        Appliance role: ask the site for its round-trip times to the client
+        C{networks} (CIDR strings; canonicalised, duplicates dropped), in
+        PROBE frames of at most L{frames.MAX_PROBE_NETWORKS} networks.
+
+        @return: the number of frames sent (0 unless established, or for no
+            networks).
+        @raise ValueError: a network is not a network in CIDR notation.
+        """
+        self._requireRole("appliance", "sendProbe")
+        unique = list(dict.fromkeys(_outgoing(frames.canonicalNetwork, network, "network") for network in networks))
+        if self.state != ESTABLISHED:
+            return 0
+        chunks = _chunks(unique, frames.MAX_PROBE_NETWORKS)
+        for chunk in chunks:
+            self._send(frames.PROBE, {"networks": chunk})
+        return len(chunks)
+
+    def sendRTT(self, rtts: Mapping[str, float]) -> int:
+        """
+        Site role: report round-trip times, C{{network: milliseconds}}, in
+        RTT frames of at most L{frames.MAX_RTT_ENTRIES} networks.  An empty
+        mapping is sent too (one RTT frame with no network): it answers a
+        PROBE of networks that could not be measured.
+
+        @return: the number of frames sent (0 unless established).
+        @raise ValueError: a key is not a network, or a value not a finite
+            number >= 0.
+        """
+        self._requireRole("site", "sendRTT")
+        checked = {}
+        for network, ms in rtts.items():
+            checked[_outgoing(frames.canonicalNetwork, network, "network")] = _outgoing(frames.checkRTT, ms, "RTT")
+        if self.state != ESTABLISHED:
+            return 0
+        chunks = _chunks(list(checked.items()), frames.MAX_RTT_ENTRIES) or [[]]
+        for chunk in chunks:
+            self._send(frames.RTT, {"rtt": dict(chunk)})
+        return len(chunks)
+
+    def sendSessions(self, entries: Iterable[Mapping[str, Any]]) -> int:
+        """
+        Either role: share persistence sessions (dicts with C{vserver},
+        C{network}, C{service}, C{version}, C{origin} and C{ttl}, seconds
+        remaining), in SESSIONS frames of at most
+        L{frames.MAX_SESSION_ENTRIES} entries.  Entries whose C{ttl} is not
+        above 0 are left out (sessions end by expiry).
+
+        @return: the number of frames sent (0 unless established, or when
+            nothing is left to send).
+        @raise ValueError: an entry breaks the rules of docs/MEP.md.
+        """
+        live = []
+        for index, entry in enumerate(entries):
+            if not isinstance(entry, Mapping):
+                raise ValueError(f"SESSIONS entry {index} is not a mapping: {entry!r}")
+            ttl = entry.get("ttl")
+            if isinstance(ttl, (int, float)) and not isinstance(ttl, bool) and ttl <= 0:
+                continue  # expired: never sent
+            try:
+                live.append(frames.checkSessionEntry("SESSIONS", index, dict(entry)))
+            except ProtocolError as e:
+                raise ValueError(e.message) from None
+        if self.state != ESTABLISHED:
+            return 0
+        chunks = _chunks(live, frames.MAX_SESSION_ENTRIES)
+        for chunk in chunks:
+            self._send(frames.SESSIONS, {"sessions": chunk})
+        return len(chunks)
+
     def close(self, code: str, message: str) -> None:
         """Send ERROR C{code}, then close the connection.  Idempotent."""
         self._close(code, message)
@@ -284,6 +395,16 @@ class MEPSession(Protocol):
             if self.role != "site":
                 raise ProtocolError("unexpected-frame", "an appliance does not accept RESYNC")
             self._callHandler("resyncRequested")
+        elif frameType == frames.PROBE:
+            if self.role != "site":
+                raise ProtocolError("unexpected-frame", "an appliance does not accept PROBE")
+            self._callHandler("probeReceived", message["networks"])
+        elif frameType == frames.RTT:
+            if self.role != "appliance":
+                raise ProtocolError("unexpected-frame", "a site does not accept RTT")
+            self._callHandler("rttReported", message["rtt"])
+        elif frameType == frames.SESSIONS:
+            self._callHandler("sessionsReceived", message["sessions"])
 
     def _hello(self, message: dict) -> None:
         self.peerName = message["name"]

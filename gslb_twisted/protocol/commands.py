@@ -63,6 +63,68 @@ class LargeJSON(LargeBytes):
         return json.loads(data)
 
 
+# --- errors of the control commands ------------------------------------------------
+#
+# AMP sends C{str(exception)} as an error's description, and the console
+# prints it as one line: these say what is wrong in words (a plain KeyError
+# would arrive quoted).
+
+
+class NoSuchEntity(KeyError):
+    """The command names a vserver, service or domain the topology does not have."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "no such entity"
+
+
+class BadValue(ValueError):
+    """An argument the command cannot take (an LB method, a query type, an address)."""
+
+
+class CoreUnavailable(Exception):
+    """
+    No core (or not the core asked for) can answer now: none serves, the
+    one named does not exist or is not serving, or a core did not
+    acknowledge a runtime change in time.
+    """
+
+
+def normaliseQType(text: str) -> str:
+    """
+    A DNS query type, typed as a name (C{aaaa}), a number (C{28}) or RFC
+    3597's C{TYPE28}, as its mnemonic (C{AAAA}; C{TYPE65280} for a number
+    without one).
+
+    @raise BadValue: it is none of these.
+    """
+    from dnslib import QTYPE
+
+    typed = text.strip().upper()
+    number = typed[4:] if typed.startswith("TYPE") and typed[4:].isdigit() else typed
+    if number.isdigit():
+        value = int(number)
+        if not 0 < value <= 0xFFFF:
+            raise BadValue(f"query type {text!r}: expected a number from 1 to 65535")
+        return QTYPE.forward.get(value) or f"TYPE{value}"
+    if typed in QTYPE.reverse:
+        return typed
+    raise BadValue(f"unknown query type {text!r} (expected A, AAAA, ANY, SOA, NS, MX, TXT, ... or a number)")
+
+
+def normaliseAddress(text: str) -> str:
+    """
+    An IPv4 or IPv6 address in its canonical form.
+
+    @raise BadValue: C{text} is not one.
+    """
+    import ipaddress
+
+    try:
+        return str(ipaddress.ip_address(text.strip()))
+    except ValueError:
+        raise BadValue(f"client {text!r}: expected an IPv4 or IPv6 address") from None
+
+
 # --- core -> supervisor ---------------------------------------------------
 
 
@@ -193,6 +255,36 @@ class CoreStatus(amp.Command):
     response = [(b"queries", amp.Integer())]
 
 
+class ApplyRuntime(amp.Command):
+    """
+    Supervisor -> core: the appliance's whole runtime state, as changed from
+    the console: C{{"lb_method": {vserver: METHOD}, "disabled": [service,
+    ...]}}.  It replaces the state applied before (applying it twice is
+    harmless), so that every core, and a core that joins later, answers from
+    the same.  The answer means the core's answers follow it from now on.
+    """
+
+    arguments = [(b"state", LargeJSON())]
+    response: list = []
+    errors = {KeyError: b"NO_SUCH_ENTITY", ValueError: b"BAD_VALUE"}
+
+
+class CoreResolve(amp.Command):
+    """
+    Supervisor -> core: the answer this core would give now to a query for
+    C{name} of type C{qtype} (a mnemonic, C{"A"}) from C{client}, and why:
+    the dict of C{CoreGSLB.explain}.  Nothing is recorded or rotated.
+    """
+
+    arguments = [
+        (b"name", amp.Unicode()),
+        (b"qtype", amp.Unicode()),
+        (b"client", amp.Unicode(optional=True)),
+    ]
+    response = [(b"result", LargeJSON())]
+    errors = {KeyError: b"NO_SUCH_ENTITY", ValueError: b"BAD_VALUE"}
+
+
 # --- gslb-console -> supervisor control endpoint --------------------------
 
 
@@ -260,6 +352,81 @@ class ShowConsistency(amp.Command):
     response = [(b"result", LargeJSON())]
 
 
+# --- gslb-console -> supervisor: the decision engine ----------------------------------
+
+
+class ShowVServers(amp.Command):
+    """
+    C{show gslb vserver [NAME]}: list of {name, domains, state, lb_method
+    (in effect), configured_lb_method, backup_lb_method, persistence,
+    persistence_timeout, ttl, answers, backup_vserver, spillover,
+    persistence_entries, services: [{name, site, ip, weight, state, reason,
+    enabled}]} as the lowest serving core holds them.
+    """
+
+    arguments = [(b"name", amp.Unicode(optional=True))]
+    response = [(b"rows", LargeJSON())]
+    errors = {NoSuchEntity: b"NO_SUCH_ENTITY", CoreUnavailable: b"CORE_UNAVAILABLE"}
+
+
+class Resolve(amp.Command):
+    """
+    C{resolve NAME [TYPE] [--client IP] [--core N]}: the answer core C{core}
+    (default: the lowest serving one) would give now, and why: {name, qtype,
+    answer, rcode, core, vserver, method, fallback, source, persistence,
+    candidates: [{service, ip, site, weight, state, ...metrics, load}],
+    excluded: [{service, reason}], spillover, client}.  C{qtype}: a name or
+    a number (default A); C{client}: an IPv4 or IPv6 address.
+    """
+
+    arguments = [
+        (b"name", amp.Unicode()),
+        (b"qtype", amp.Unicode(optional=True)),
+        (b"client", amp.Unicode(optional=True)),
+        (b"core", amp.Integer(optional=True)),
+    ]
+    response = [(b"result", LargeJSON())]
+    errors = {NoSuchEntity: b"NO_SUCH_ENTITY", BadValue: b"BAD_VALUE", CoreUnavailable: b"CORE_UNAVAILABLE"}
+
+
+class SetVServer(amp.Command):
+    """
+    C{set gslb vserver NAME -lbMethod M}: answer with method C{lbMethod}
+    (one of NetScaler's, any case; CUSTOMLOAD only for a vserver with
+    custom_load metrics) on every core, until set again.  Answered once every
+    live core applied it: {name, lb_method, configured_lb_method, cores:
+    [the cores that applied it], runtime: the whole runtime state}.
+    """
+
+    arguments = [(b"name", amp.Unicode()), (b"lbMethod", amp.Unicode())]
+    response = [(b"result", LargeJSON())]
+    errors = {NoSuchEntity: b"NO_SUCH_ENTITY", BadValue: b"BAD_VALUE", CoreUnavailable: b"CORE_UNAVAILABLE"}
+
+
+class EnableService(amp.Command):
+    """
+    C{enable gslb service NAME}: the service may be answered again (if it is
+    up), on every core.  Answered once every live core applied it: {name,
+    enabled, cores, runtime}.
+    """
+
+    arguments = [(b"name", amp.Unicode())]
+    response = [(b"result", LargeJSON())]
+    errors = {NoSuchEntity: b"NO_SUCH_ENTITY", CoreUnavailable: b"CORE_UNAVAILABLE"}
+
+
+class DisableService(amp.Command):
+    """
+    C{disable gslb service NAME}: no core answers with the service, whatever
+    its state, until it is enabled.  Answered once every live core applied
+    it: {name, enabled, cores, runtime}.
+    """
+
+    arguments = [(b"name", amp.Unicode())]
+    response = [(b"result", LargeJSON())]
+    errors = {NoSuchEntity: b"NO_SUCH_ENTITY", CoreUnavailable: b"CORE_UNAVAILABLE"}
+
+
 # --- gslb-console -> site emulator control endpoint ----------------------------------
 
 
@@ -285,5 +452,48 @@ class UnsetSiteService(amp.Command):
     """C{unset service NAME -connections ...}: release those pins."""
 
     arguments = [(b"name", amp.Unicode()), (b"metrics", amp.ListOf(amp.Unicode()))]
+    response = [(b"row", LargeJSON())]
+    errors = {KeyError: b"NO_SUCH_ENTITY", ValueError: b"BAD_VALUE"}
+
+
+# --- gslb-console -> site emulator: dynamic proximity and persistence ----------------
+
+
+class ShowSiteSessions(amp.Command):
+    """
+    C{show sessions} on a site emulator: the persistence sessions it holds,
+    list of {vserver, network, service, version, origin, expires_in}.
+    """
+
+    arguments: list = []
+    response = [(b"rows", LargeJSON())]
+
+
+class ShowSiteRTT(amp.Command):
+    """
+    C{show rtt} on a site emulator: the networks probed so far and the
+    pinned ones, list of {network, rtt, source ("pinned", "config",
+    "location" or null), probes, age, peer}.
+    """
+
+    arguments: list = []
+    response = [(b"rows", LargeJSON())]
+
+
+class SetSiteRTT(amp.Command):
+    """
+    C{set rtt NETWORK MS}: pin the RTT the site reports for that network
+    and the networks inside it (it overrides the rtt table and locations).
+    """
+
+    arguments = [(b"network", amp.Unicode()), (b"rtt", amp.Float())]
+    response = [(b"row", LargeJSON())]
+    errors = {ValueError: b"BAD_VALUE"}
+
+
+class UnsetSiteRTT(amp.Command):
+    """C{unset rtt NETWORK}: release that network's pin."""
+
+    arguments = [(b"network", amp.Unicode())]
     response = [(b"row", LargeJSON())]
     errors = {KeyError: b"NO_SUCH_ENTITY", ValueError: b"BAD_VALUE"}

@@ -14,6 +14,13 @@ Every C{metrics_interval} the model ticks; what changed goes to every
 established MEP session as one DELTA.  A session gets a SNAPSHOT when it is
 established and whenever it asks for a RESYNC.  Console commands change
 the model and are published at once, without waiting for the tick.
+
+Each PROBE is answered with one RTT frame from the L{RTTModel} (console
+pins, the C{[site.emulator] rtt} table, or the distance to the client
+network's location).  SESSIONS frames from an appliance are merged into the
+L{PersistenceStore}, expired on the clock, and what changed the store is
+relayed to the other appliances (never back to the sender); an appliance
+that connects gets every live entry after its SNAPSHOT.
 """
 
 from __future__ import annotations
@@ -42,10 +49,22 @@ from twisted.protocols import amp
 from zope.interface import implementer
 
 from gslb_twisted.config import ConfigError, MEPPeer, Site, Topology
+from gslb_twisted.lb.locations import LocationDB, LocationDBError
 from gslb_twisted.mep.rules import initiates
 from gslb_twisted.mep.session import IMEPHandler, MEPSession
-from gslb_twisted.protocol.commands import SetSiteService, ShowMEP, ShowSiteServices, UnsetSiteService
+from gslb_twisted.protocol.commands import (
+    SetSiteRTT,
+    SetSiteService,
+    ShowMEP,
+    ShowSiteRTT,
+    ShowSiteServices,
+    ShowSiteSessions,
+    UnsetSiteRTT,
+    UnsetSiteService,
+)
 from gslb_twisted.site.model import Delta, SiteModel
+from gslb_twisted.site.persistence import PersistenceStore
+from gslb_twisted.site.proximity import RTTModel
 from gslb_twisted.site.sources import BackendCheck
 
 # Reconnection to an appliance: 0.2 s, 0.4 s, ... doubling up to 5 s, plus
@@ -102,6 +121,32 @@ def _family(ip: str) -> int:
     return ipaddress.ip_address(ip).version
 
 
+def rttOverrides(site: Site) -> Mapping[str, float]:
+    """
+    The site's C{[site.emulator] rtt} table, C{{cidr: ms}} (empty when the
+    configuration has none).
+    """
+    return getattr(site.emulator, "rtt", None) or {}
+
+
+def loadLocations(topology: Topology, site: Site) -> Optional[LocationDB]:
+    """
+    The appliance's C{location_db}, when the site has a C{location} to
+    measure distances from (else C{None}, and the file is not read).
+
+    @raise ConfigError: the file cannot be read or is wrong.
+    """
+    path = topology.appliance.location_db
+    if site.location is None or not path:
+        return None
+    try:
+        return LocationDB.fromCSV(path)
+    except LocationDBError as e:
+        raise ConfigError(
+            topology.path, "[appliance]", "location_db", f"expected a readable location file ({e})", hasFound=False,
+        ) from None
+
+
 
 @implementer(IMEPHandler)
 class SiteEmulatorService(MultiService):
@@ -116,8 +161,12 @@ class SiteEmulatorService(MultiService):
         no backend checks).
     @param sessionFactory: builds a MEP session from L{MEPSession}'s
         keyword arguments (tests pass fakes).
+    @param locations: the appliance's location database, for the RTTs
+        derived from the site's C{location} (C{None}: none).
 
     @ivar established: the established MEP sessions, in order.
+    @ivar rtt: the L{RTTModel} that answers PROBEs.
+    @ivar persistence: the L{PersistenceStore} of shared sessions.
     """
 
     log = Logger()
@@ -129,6 +178,7 @@ class SiteEmulatorService(MultiService):
         siteName: str,
         httpClient: Any = None,
         sessionFactory: Optional[Callable[..., Any]] = None,
+        locations: Optional[LocationDB] = None,
     ) -> None:
         super().__init__()
         self.reactor = reactor
@@ -147,6 +197,14 @@ class SiteEmulatorService(MultiService):
             seed=emulator.seed if emulator else None,
             timeline=emulator.timeline if emulator else (),
         )
+        self.rtt = RTTModel(
+            rttOverrides(self.site),
+            location=self.site.location,
+            locations=locations,
+            seed=emulator.seed if emulator else None,
+        )
+        self.persistence = PersistenceStore()
+        self._expiry = None
         self.established: list = []
         self.sessions: "weakref.WeakSet" = weakref.WeakSet()  # every session built, for `show mep`
         self.refusals: dict[str, int] = {}  # dialled peer -> sessions in a row lost before authenticating
@@ -179,6 +237,9 @@ class SiteEmulatorService(MultiService):
     def stopService(self) -> defer.Deferred:
         if self.loop.running:
             self.loop.stop()
+        if self._expiry is not None and self._expiry.active():
+            self._expiry.cancel()
+        self._expiry = None
         for session in list(self.sessions):
             session.close("shutdown", f"site {self.site.name} is stopping")
         return defer.maybeDeferred(super().stopService)
@@ -250,6 +311,39 @@ class SiteEmulatorService(MultiService):
         self.publish()
         return self.model.row(name)
 
+    def setRTT(self, network: str, rtt: Any) -> dict:
+        """
+        Pin the RTT reported for C{network} and the networks inside it
+        (console C{set rtt}); the next PROBE gets it.
+
+        @raise ValueError: not a network in CIDR notation, or not a number
+            of milliseconds >= 0.
+        """
+        network = self.rtt.pin(network, rtt)
+        self.log.info("site {site}: RTT of {network} pinned to {rtt} ms", site=self.site.name, network=network, rtt=rtt)
+        return self.rtt.row(network, self.reactor.seconds())
+
+    def unsetRTT(self, network: str) -> dict:
+        """
+        Release the RTT pin of exactly C{network} (console C{unset rtt}).
+
+        @raise NoSuchEntity: no pin on that network.
+        @raise ValueError: not a network in CIDR notation.
+        """
+        if not self.rtt.unpin(network):
+            pinned = ", ".join(self.rtt.pinned()) or "none"
+            raise NoSuchEntity(f"no RTT pinned for {network} at site {self.site.name} (pinned: {pinned})")
+        self.log.info("site {site}: RTT of {network} released", site=self.site.name, network=network)
+        return self.rtt.row(network, self.reactor.seconds())
+
+    def describeRTT(self) -> list[dict]:
+        """C{show rtt}: the networks probed so far and the pinned ones."""
+        return self.rtt.rows(self.reactor.seconds())
+
+    def describePersistence(self) -> list[dict]:
+        """C{show sessions}: the live persistence sessions."""
+        return self.persistence.rows(self.reactor.seconds())
+
     def describeSessions(self) -> list[dict]:
         """C{show mep} on a site emulator: one row per MEP session."""
         rows = []
@@ -301,6 +395,9 @@ class SiteEmulatorService(MultiService):
             self.refusals[self._dialled[session]] = 0
         self.established.append(session)
         session.sendSnapshot(*self.model.snapshot())
+        live = self.persistence.live(self.reactor.seconds())
+        if live:
+            session.sendSessions(live)
         self.log.info(
             "site {site}: MEP with {peer} up ({direction})",
             site=self.site.name, peer=session.peerName, direction=session.direction,
@@ -319,6 +416,58 @@ class SiteEmulatorService(MultiService):
 
     def rttMeasured(self, session, rtt) -> None:
         """The session keeps its RTT; C{show mep} reads it there."""
+
+    def probeReceived(self, session, networks) -> None:
+        """An appliance wants RTTs: one RTT frame, the unknown networks left out."""
+        rtts = self.rtt.probe(networks, self.reactor.seconds(), session.peerName)
+        self.log.debug(
+            "site {site}: PROBE of {count} networks from {peer}, {known} measured",
+            site=self.site.name, count=len(networks), peer=session.peerName, known=len(rtts),
+        )
+        session.sendRTT(rtts)
+
+    def rttReported(self, session, rtts) -> None:
+        """Only for the appliance role: a site session never gets one."""
+
+    def sessionsReceived(self, session, entries) -> None:
+        """
+        Persistence sessions from an appliance: merge them, and relay what
+        changed the store to every other appliance.
+        """
+        now = self.reactor.seconds()
+        changed = self.persistence.merge(entries, now)
+        self._scheduleExpiry()
+        self.log.debug(
+            "site {site}: {count} persistence sessions from {peer}, {changed} taken",
+            site=self.site.name, count=len(entries), peer=session.peerName, changed=len(changed),
+        )
+        if not changed:
+            return
+        for other in list(self.established):
+            if other is session or other.peerName == session.peerName:
+                continue
+            try:
+                other.sendSessions(changed)
+            except Exception:
+                self.log.failure("site {site}: relaying SESSIONS to {peer}", site=self.site.name, peer=other.peerName)
+
+    def _scheduleExpiry(self) -> None:
+        """One timer, at the next entry's expiry."""
+        when = self.persistence.nextExpiry()
+        if self._expiry is not None and self._expiry.active():
+            if when is not None and self._expiry.getTime() == when:
+                return
+            self._expiry.cancel()
+        self._expiry = None
+        if when is not None:
+            self._expiry = self.reactor.callLater(max(0.0, when - self.reactor.seconds()), self._expire)
+
+    def _expire(self) -> None:
+        self._expiry = None
+        dropped = self.persistence.expire(self.reactor.seconds())
+        if dropped:
+            self.log.debug("site {site}: {count} persistence sessions expired", site=self.site.name, count=dropped)
+        self._scheduleExpiry()
 
     def sessionLost(self, session, reason: str) -> None:
         wasUp = session in self.established
@@ -395,6 +544,22 @@ class SiteControlProtocol(amp.AMP):
     def showMEP(self) -> dict:
         return {"rows": self.emulator.describeSessions()}
 
+    @ShowSiteSessions.responder
+    def showSessions(self) -> dict:
+        return {"rows": self.emulator.describePersistence()}
+
+    @ShowSiteRTT.responder
+    def showRTT(self) -> dict:
+        return {"rows": self.emulator.describeRTT()}
+
+    @SetSiteRTT.responder
+    def setRTT(self, network: str, rtt: float) -> dict:
+        return {"row": self.emulator.setRTT(network, rtt)}
+
+    @UnsetSiteRTT.responder
+    def unsetRTT(self, network: str) -> dict:
+        return {"row": self.emulator.unsetRTT(network)}
+
 
 def controlEndpointDescription(site: Site, override: Optional[str] = None) -> str:
     """The control endpoint: C{override}, else the site's, else C{unix:NAME.ctl}."""
@@ -415,9 +580,13 @@ def makeSiteEmulator(
     Assemble the whole emulator: the service, its MEP connectors or
     listener per the lower-IP rule (none when the site has
     C{metric_exchange = false}), TLS when C{mep_tls}, and the control
-    endpoint.  Reads the TLS files: call it before the reactor runs.
+    endpoint.  Reads the TLS files and, when the site has a C{location},
+    the appliance's C{location_db}: call it before the reactor runs.
     """
-    emulator = SiteEmulatorService(reactor, topology, siteName, httpClient=httpClient)
+    emulator = SiteEmulatorService(
+        reactor, topology, siteName, httpClient=httpClient,
+        locations=loadLocations(topology, topology.siteByName[siteName]),
+    )
     site = emulator.site
     appliance = topology.appliance
     if site.metric_exchange:

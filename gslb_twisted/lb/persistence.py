@@ -1,0 +1,181 @@
+"""
+SOURCEIP persistence: which service a client network was given, per
+vserver, shared by every core (and, over MEP, with the sites).
+
+A plain object with the time passed in: no reactor.  Entries are merged by
+a deterministic rule so that cores which created entries for the same
+client at the same moment converge on one:
+
+  - a higher C{version} wins (a persisted service that went DOWN is
+    replaced by a new entry of the next version);
+  - at equal versions the lower C{origin} wins (C{"appliance/core"}), so two
+    cores that raced agree without comparing clocks;
+  - the same entry seen again only extends its expiry.
+
+The timeout is an idle timeout, as on NetScaler: each use extends the
+entry.  Uses are shared with the other cores at most every quarter of the
+timeout per entry (L{PersistenceTable.touch}), so the cores' expiry times
+differ by less than that.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Iterator, Mapping, Optional
+
+Key = tuple[int, int]
+
+
+class PersistenceEntry:
+    __slots__ = ("vserver", "key", "network", "service", "version", "origin", "expires", "sharedAt")
+
+    def __init__(
+        self, vserver: str, key: Key, network: str, service: str, version: int, origin: str, expires: float, sharedAt: float
+    ) -> None:
+        self.vserver = vserver
+        self.key = key
+        self.network = network
+        self.service = service
+        self.version = version
+        self.origin = origin
+        self.expires = expires
+        self.sharedAt = sharedAt
+
+    def wire(self, now: float) -> dict:
+        """The form cores and MEP sessions exchange (C{ttl}: seconds left)."""
+        return {
+            "vserver": self.vserver,
+            "network": self.network,
+            "service": self.service,
+            "version": self.version,
+            "origin": self.origin,
+            "ttl": round(max(self.expires - now, 0.0), 3),
+        }
+
+    def __repr__(self) -> str:
+        return f"<PersistenceEntry {self.vserver} {self.network} -> {self.service} v{self.version} {self.origin}>"
+
+
+def wins(version: int, origin: str, other: PersistenceEntry) -> bool:
+    """Whether an entry of C{(version, origin)} beats C{other} (see module)."""
+    return version > other.version or (version == other.version and origin < other.origin)
+
+
+class PersistenceTable:
+    """
+    @param origin: who creates entries here (C{"gslb1/0"}: appliance/core).
+    @ivar created: entries created here; C{replaced}: of which replacements
+        of a DOWN service; C{merged}: remote entries taken; C{expired}.
+    """
+
+    def __init__(self, origin: str) -> None:
+        self.origin = origin
+        self._entries: dict[str, dict[Key, PersistenceEntry]] = {}
+        self._pending: dict[tuple[str, Key], PersistenceEntry] = {}
+        self.created = 0
+        self.replaced = 0
+        self.merged = 0
+        self.expired = 0
+
+    def lookup(self, vserver: str, key: Key, now: float) -> Optional[PersistenceEntry]:
+        """The live entry of a client network, C{None} when there is none."""
+        entries = self._entries.get(vserver)
+        if entries is None:
+            return None
+        entry = entries.get(key)
+        if entry is None or entry.expires <= now:
+            return None
+        return entry
+
+    def create(
+        self,
+        vserver: str,
+        key: Key,
+        network: str,
+        service: str,
+        now: float,
+        timeout: float,
+        replacing: Optional[PersistenceEntry] = None,
+    ) -> PersistenceEntry:
+        """
+        A new entry made here (to be shared: see L{takePending}); with
+        C{replacing}, the next version of that entry.
+        """
+        version = 1 if replacing is None else replacing.version + 1
+        entry = PersistenceEntry(vserver, key, network, service, version, self.origin, now + timeout, now)
+        self._entries.setdefault(vserver, {})[key] = entry
+        self._pending[(vserver, key)] = entry
+        self.created += 1
+        if replacing is not None:
+            self.replaced += 1
+        return entry
+
+    def touch(self, entry: PersistenceEntry, now: float, timeout: float) -> None:
+        """A use of C{entry}: extend it, and share that once in a while."""
+        entry.expires = now + timeout
+        if now - entry.sharedAt >= timeout / 4:
+            entry.sharedAt = now
+            self._pending[(entry.vserver, entry.key)] = entry
+
+    def merge(self, vserver: str, key: Key, wire: Mapping, now: float) -> bool:
+        """
+        Take an entry from another core or a site (C{wire} as
+        L{PersistenceEntry.wire}).  Returns whether it changed our table.
+        """
+        ttl = float(wire["ttl"])
+        if ttl <= 0:
+            return False
+        version = int(wire["version"])
+        origin = str(wire["origin"])
+        expires = now + ttl
+        entries = self._entries.setdefault(vserver, {})
+        mine = entries.get(key)
+        if mine is not None and mine.expires > now:
+            if mine.version == version and mine.origin == origin:
+                if expires > mine.expires:
+                    mine.expires = expires
+                    mine.sharedAt = now
+                return False
+            if not wins(version, origin, mine):
+                return False
+        entries[key] = PersistenceEntry(vserver, key, str(wire["network"]), str(wire["service"]), version, origin, expires, now)
+        # What we created and lost need not be sent any more.
+        self._pending.pop((vserver, key), None)
+        self.merged += 1
+        return True
+
+    def takePending(self, now: float) -> list[dict]:
+        """Entries created or extended here since the last call, wire form."""
+        pending, self._pending = self._pending, {}
+        return [entry.wire(now) for entry in pending.values() if entry.expires > now]
+
+    def hasPending(self) -> bool:
+        return bool(self._pending)
+
+    def expire(self, now: float) -> int:
+        """Drop the entries past their expiry; how many."""
+        dropped = 0
+        for entries in self._entries.values():
+            dead = [key for key, entry in entries.items() if entry.expires <= now]
+            for key in dead:
+                del entries[key]
+            dropped += len(dead)
+        self.expired += dropped
+        return dropped
+
+    def entries(self, vserver: Optional[str] = None) -> Iterator[PersistenceEntry]:
+        for name, entries in self._entries.items():
+            if vserver is None or name == vserver:
+                yield from entries.values()
+
+    def count(self, vserver: Optional[str] = None) -> int:
+        if vserver is not None:
+            return len(self._entries.get(vserver, ()))
+        return sum(len(entries) for entries in self._entries.values())
+
+    def snapshot(self, now: float) -> list[dict]:
+        """Every live entry, wire form (for a core that joins)."""
+        return [entry.wire(now) for entry in self.entries() if entry.expires > now]
+
+    def forget(self, vservers: Iterable[str]) -> None:
+        for name in vservers:
+            self._entries.pop(name, None)
