@@ -27,6 +27,7 @@ from gslb_twisted.protocol.commands import (
     DisableService,
     EnableService,
     Resolve,
+    SetSiteRTT,
     SetSiteService,
     SetVServer,
     ShowConsistency,
@@ -34,9 +35,12 @@ from gslb_twisted.protocol.commands import (
     ShowMEP,
     ShowMetrics,
     ShowServices,
+    ShowSiteRTT,
     ShowSites,
     ShowSiteServices,
+    ShowSiteSessions,
     ShowVServers,
+    UnsetSiteRTT,
     UnsetSiteService,
     normaliseQType,
 )
@@ -55,7 +59,7 @@ class Argument:
     metavar: str
     key: str  # the AMP argument it fills
     required: bool = True
-    entity: Optional[str] = None  # what it names, for completion: "site", "service", "vserver", "domain"
+    entity: Optional[str] = None  # what it names, for completion: "site", "service", "vserver", "domain", "network"
     choices: tuple[str, ...] = ()  # completed when no entity names it
     convert: Optional[Callable[[str], Any]] = None  # raises ValueError, with a message, on a bad value
 
@@ -206,6 +210,46 @@ CANDIDATE_COLUMNS = ("service", "ip", "site", "weight", "state", "chosen", "conn
                      "packets", "load", "distance_km", "rtt_ms")
 # The query types `resolve` completes (any other name or number is accepted).
 QUERY_TYPES = ("A", "AAAA", "ANY", "CNAME", "MX", "NS", "SOA", "SRV", "TXT")
+# A site emulator's persistence sessions and the RTTs it reports (`show sessions`, `show rtt`).
+SESSION_COLUMNS = ("vserver", "network", "service", "version", "origin", "expires_in")
+RTT_COLUMNS = ("network", "rtt", "source", "probes", "age", "peer")
+
+
+def clientNetwork(raw: str) -> str:
+    """
+    C{raw} as the canonical text of a client network, as the site emulator
+    takes it: CIDR with no host bits set (a bare address is a /32 or /128).
+
+    @raise ValueError: it is not one; the message says why, in one line.
+    """
+    expected = "NETWORK expects a network in CIDR notation such as 198.51.100.0/24"
+    if "%" in raw:
+        raise ValueError(f"{expected}, found {raw!r} (no IPv6 zone)")
+    try:
+        return str(ipaddress.ip_network(raw, strict=True))
+    except ValueError:
+        pass
+    try:
+        loose = ipaddress.ip_network(raw, strict=False)
+    except ValueError:
+        raise ValueError(f"{expected}, found {raw!r}") from None
+    raise ValueError(f"{expected}, found {raw!r} (host bits set; did you mean {loose}?)")
+
+
+def milliseconds(raw: str) -> float:
+    """
+    C{raw} as an RTT in milliseconds: a finite number >= 0.
+
+    @raise ValueError: it is not one.
+    """
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"MS expects a non-negative number of milliseconds, found {raw!r}")
+    return value
+
 
 GRAMMAR: tuple[Command, ...] = (
     Command(
@@ -304,6 +348,35 @@ GRAMMAR: tuple[Command, ...] = (
         SITE, arguments=(Argument("NAME", "name", entity="service"),),
         options=METRIC_OPTIONS, optionsInto="metrics", flags=True, needsOption=True,
         resultKey="row", shape="row", columns=SITE_SERVICE_COLUMNS,
+    ),
+    Command(
+        ("show", "sessions"), ShowSiteSessions,
+        "The SOURCEIP persistence sessions the site emulator holds and shares between the appliances it "
+        "serves: vserver, client network, service, version, origin, seconds until it expires.",
+        SITE, columns=SESSION_COLUMNS,
+    ),
+    Command(
+        ("show", "rtt"), ShowSiteRTT,
+        "The client networks probed and the pinned ones: the RTT (ms) the site emulator reports, its source "
+        "(pinned, config or location; - when it has none), probes, seconds since the last, and who probed.",
+        SITE, columns=RTT_COLUMNS,
+    ),
+    Command(
+        ("set", "rtt"), SetSiteRTT,
+        "Pin the RTT (ms) the site emulator reports for NETWORK and the networks inside it "
+        "(it overrides the rtt table and locations until unset).",
+        SITE,
+        arguments=(
+            Argument("NETWORK", "network", entity="network", convert=clientNetwork),
+            Argument("MS", "rtt", convert=milliseconds),
+        ),
+        resultKey="row", shape="row", columns=RTT_COLUMNS,
+    ),
+    Command(
+        ("unset", "rtt"), UnsetSiteRTT,
+        "Release the RTT pin of exactly NETWORK: the rtt table or the location answers again.",
+        SITE, arguments=(Argument("NETWORK", "network", entity="network", convert=clientNetwork),),
+        resultKey="row", shape="row", columns=RTT_COLUMNS,
     ),
     Command(
         ("help",), None, "This list, or the synopsis of the commands starting with the words given.",
@@ -662,15 +735,24 @@ ENTITY_SOURCES: tuple[tuple[str, type[amp.Command]], ...] = (
     ("service", ShowServices),
     ("service", ShowSiteServices),
     ("vserver", ShowVServers),
+    ("network", ShowSiteRTT),
 )
 
 
 def entityNames(rows: dict[str, list[dict]]) -> dict[str, list[str]]:
     """
     The names to complete, by kind, from the rows of L{ENTITY_SOURCES}'
-    commands; a vserver's domains complete C{resolve}.
+    commands; a vserver's domains complete C{resolve}; the networks of
+    C{show rtt} (in the address order it lists them) complete C{set rtt}
+    and C{unset rtt}.
     """
-    names = {kind: sorted({str(row["name"]) for row in found if "name" in row}) for kind, found in rows.items()}
+    names = {
+        kind: sorted({str(row["name"]) for row in found if "name" in row})
+        for kind, found in rows.items() if kind != "network"
+    }
+    networks = list(dict.fromkeys(str(row["network"]) for row in rows.get("network", []) if row.get("network")))
+    if networks:
+        names["network"] = networks
     domains = {str(d) for row in rows.get("vserver", []) for d in row.get("domains") or []}
     if domains:
         names["domain"] = sorted(domains)

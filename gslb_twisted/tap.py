@@ -161,6 +161,7 @@ def makeService(options: Options):
         extraFDs=extraFDs,
         assignable=assignable,
         sites=[site.name for site in topology.sites],
+        topology=topology,
     )
     root = SupervisorService(monitor, shared)
     if options["sites"]:

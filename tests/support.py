@@ -106,8 +106,14 @@ async def poll(
         await task.deferLater(reactor, interval, lambda: None)
 
 
-def query(port: int, name: str, rdtype: str = "A", tcp: bool = False, timeout: float = 1.0, **kwargs):
-    """A DNS query with dnspython, in a thread so the reactor keeps running."""
+def query(
+    port: int, name: str, rdtype: str = "A", tcp: bool = False, timeout: float = 1.0, source: Optional[str] = None, **kwargs
+):
+    """
+    A DNS query with dnspython, in a thread so the reactor keeps running;
+    from C{source} (a loopback address such as 127.0.3.1: a client "in
+    London" for the location database) when given.
+    """
     import dns.message
     import dns.query
 
@@ -115,8 +121,8 @@ def query(port: int, name: str, rdtype: str = "A", tcp: bool = False, timeout: f
 
     def ask():
         if tcp:
-            return dns.query.tcp(message, "127.0.0.1", port=port, timeout=timeout)
-        return dns.query.udp(message, "127.0.0.1", port=port, timeout=timeout)
+            return dns.query.tcp(message, "127.0.0.1", port=port, timeout=timeout, source=source)
+        return dns.query.udp(message, "127.0.0.1", port=port, timeout=timeout, source=source)
 
     return threads.deferToThread(ask)
 
@@ -195,12 +201,12 @@ class Appliance:
         self.testCase.addCleanup(self.saveOutput)
         self.testCase.addCleanup(self.stop)
 
-    async def waitUntilServing(self, deadline: float = 30.0) -> None:
+    async def waitUntilServing(self, deadline: float = 30.0, name: str = "www.test.gslb") -> None:
         async def answered():
             if self.collector.ended.called:
                 raise AssertionError(f"appliance exited early:\n{self.output}")
             try:
-                response = await query(self.port, "www.test.gslb", timeout=0.3)
+                response = await query(self.port, name, timeout=0.3)
             except Exception:
                 return False
             return bool(response.answer)

@@ -680,7 +680,9 @@ class ModelTests(ConfigTestCase):
         path = demoTopologyPath()
         topology = loadTopology(path)
         self.assertEqual(topology.path, path)
-        self.assertEqual([v.name for v in topology.vservers], ["www", "api", "sorry"])
+        self.assertEqual([v.name for v in topology.vservers], ["www", "api", "sorry", "near", "fast", "hash", "custom"])
+        # Every method the demo shows needs the shipped location database.
+        self.assertTrue(topology.appliance.location_db.endswith("locations.csv"))
         self.assertEqual(topology.vserverByName["www"].backup_vserver, "sorry")
         self.assertEqual({s.family for s in topology.services}, {4, 6})
 

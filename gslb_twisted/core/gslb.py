@@ -30,7 +30,7 @@ from gslb_twisted.config import Site, Topology
 from gslb_twisted.dns.authority import SERVFAIL as RCODE_SERVFAIL, Authority
 from gslb_twisted.lb.choosers import ChoiceContext, buildChooser
 from gslb_twisted.lb.clients import parseNetwork, prefixOfNetmask
-from gslb_twisted.lb.decision import SERVFAIL, candidatesOf, planVServer, serviceState
+from gslb_twisted.lb.decision import SERVFAIL, planVServer, serviceState
 from gslb_twisted.lb.explain import explainQuery, vserverRows
 from gslb_twisted.lb.locations import LocationDB
 from gslb_twisted.lb.persistence import PersistenceTable
@@ -768,11 +768,12 @@ class CoreGSLB:
                 key = self._planKey(plan)
                 if self._planKeys.get((vserver.name, rdtype)) == key:
                     continue
-                self._planKeys[(vserver.name, rdtype)] = key
                 failure = RCODE_SERVFAIL if plan.response == SERVFAIL else None
                 book = self.authority.book(vserver.name, rdtype)
                 chooser = buildChooser(plan, self.choice, book.indexOf, allowed)
                 self.authority.setChooser(vserver.name, rdtype, chooser, failure)
+                # Only once applied: a plan that failed to apply is retried.
+                self._planKeys[(vserver.name, rdtype)] = key
 
     def _planKey(self, plan) -> tuple:
         """

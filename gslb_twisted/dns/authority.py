@@ -171,6 +171,11 @@ class VServerAnswers:
             candidates[rdtype].append((service.name, service.ip, binding.weight))
         answers = cls(vserver.name, vserver.ttl, vserver.answers, candidates)
         answers.domains = vserver.domains
+        # A backup vserver's services answer for this one too: the books
+        # know every service of their family.
+        for rdtype, book in answers.books.items():
+            family = 4 if rdtype == QTYPE_A else 6
+            book.addressOf = {s.name: s.ip for s in serviceByName.values() if s.family == family}
         return answers
 
     @property
@@ -348,6 +353,14 @@ class Authority:
             vserver.name: VServerAnswers.fromVServer(vserver, topology.serviceByName)
             for vserver in topology.vservers
         }
+        # A vserver may answer with its backup chain's answers: bound the
+        # fast path's reply size by the largest answer count in the chain.
+        for vserver in topology.vservers:
+            seen, current = set(), vserver
+            while current is not None and current.name not in seen:
+                seen.add(current.name)
+                vservers[vserver.name].answersPerReply = max(vservers[vserver.name].answersPerReply, current.answers)
+                current = topology.vserverByName.get(current.backup_vserver) if current.backup_vserver else None
         vserverOf = {wireName(domain): vservers[v.name] for v in topology.vservers for domain in v.domains}
         # In-zone name servers get the appliance's address, unless a vserver
         # already answers for that name.
@@ -402,7 +415,7 @@ class Authority:
                     rdtype,
                     book.templates,
                     book.counts,
-                    longest=size * min(answers.answersPerReply, len(book.addressOf)),
+                    longest=size * answers.answersPerReply,
                 )
             for domain in answers.domains:
                 key = fastKey(domain, rdtype)

@@ -22,7 +22,7 @@ from typing import Callable, Optional, Sequence
 
 from gslb_twisted.lb.clients import RTT_PREFIX_V4, RTT_PREFIX_V6, ClientKeyer, keyHash, prefixOfNetmask
 from gslb_twisted.lb.decision import Plan
-from gslb_twisted.lb.methods import Candidate, HashRing, distanceKm, groupSets, proximityGroups, rttGroups
+from gslb_twisted.lb.methods import CLIENT_METHODS, Candidate, HashRing, distanceKm, groupSets, proximityGroups, rttGroups
 from gslb_twisted.lb.persistence import PersistenceTable
 from gslb_twisted.lb.roundrobin import Rotation
 
@@ -146,8 +146,8 @@ class _PerClient:
         cls = self.classify(address)
         sets = None if cls is None else self.rank(cls)
         if not sets:
-            services, _ = self.fallback.peek(address)
-            return services, {"fallback": True, **self.describe(address, cls)}
+            services, inner = self.fallback.peek(address)
+            return services, {**inner, "fallback": True, **self.describe(address, cls)}
         entry = self._byClass.get(cls)
         position = entry[2].position if entry else 0
         return sets[position % len(sets)], self.describe(address, cls)
@@ -241,8 +241,8 @@ class DynamicProximity(_PerClient):
         network = self.classify(address)
         rttOf = self._rtt(network) if network is not None else (lambda c: None)
         if network is None or all(rttOf(c) is None for c in self.up):
-            services, _ = self.fallback.peek(address)
-            return services, {"fallback": True, **self.describe(address, network)}
+            services, inner = self.fallback.peek(address)
+            return services, {**inner, "fallback": True, **self.describe(address, network)}
         sets = groupSets(rttGroups(self.up, rttOf, self.tolerance), self.answers)
         entry = self._byClass.get(network)
         position = entry[2].position if entry else 0
@@ -323,6 +323,16 @@ class Persistent:
         return services, {**details, "persistence": state, "persistence_network": network}
 
 
+def _clientChooser(method: str, plan: Plan, config, context: ChoiceContext, indexOf: IndexOf, fallback):
+    if method == "SOURCEIPHASH":
+        keyer = ClientKeyer(prefixOfNetmask(config.netmask), config.v6_netmask_len)
+        ring = ringOf(tuple(c.service for c in plan.everyone))
+        return SourceIPHash(ring, plan.candidates, keyer, indexOf, plan.answers, fallback)
+    if method == "STATICPROXIMITY":
+        return StaticProximity(context.locations, plan.candidates, indexOf, plan.answers, fallback)
+    return DynamicProximity(context, plan.candidates, float(config.tolerance), indexOf, plan.answers, fallback)
+
+
 @functools.lru_cache(maxsize=256)
 def ringOf(services: tuple[str, ...]) -> HashRing:
     """The ring of a vserver's bound services: built once, not per plan."""
@@ -343,17 +353,11 @@ def buildChooser(plan: Plan, context: ChoiceContext, indexOf: IndexOf, allowed=f
     if not plan.sets and not plan.clientMethod:
         return None
     config = plan.config
-    fallback = Rotating(plan.sets, indexOf) if plan.sets else None
-    inner = fallback
+    inner = Rotating(plan.sets, indexOf) if plan.sets else None
     if plan.clientMethod:
-        if plan.method == "SOURCEIPHASH":
-            keyer = ClientKeyer(prefixOfNetmask(config.netmask), config.v6_netmask_len)
-            ring = ringOf(tuple(c.service for c in plan.everyone))
-            inner = SourceIPHash(ring, plan.candidates, keyer, indexOf, plan.answers, fallback)
-        elif plan.method == "STATICPROXIMITY":
-            inner = StaticProximity(context.locations, plan.candidates, indexOf, plan.answers, fallback)
-        else:
-            inner = DynamicProximity(context, plan.candidates, float(config.tolerance), indexOf, plan.answers, fallback)
+        if plan.backupMethod in CLIENT_METHODS:
+            inner = _clientChooser(plan.backupMethod, plan, config, context, indexOf, inner)
+        inner = _clientChooser(plan.method, plan, config, context, indexOf, inner)
     if plan.persistence == "SOURCEIP" and plan.source != "down_response" and context.persistence is not None:
         asked = plan.askedConfig
         keyer = ClientKeyer(prefixOfNetmask(asked.persist_mask), asked.v6_persist_mask_len)

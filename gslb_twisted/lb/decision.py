@@ -361,9 +361,15 @@ def planVServer(
                     kept.append(c)
             up = kept
         if up:
-            backupMethod = _nonClient(vserver.backup_lb_method) if method in CLIENT_METHODS else method
+            backupMethod = method
             if method in CLIENT_METHODS:
-                sets, loads = rankedSets(backupMethod, vserver, up)
+                # Per query, a client the method cannot place gets the
+                # backup method: another client method (RTT backed by
+                # STATICPROXIMITY, as often on NetScaler), else these sets.
+                backupMethod = vserver.backup_lb_method
+                if backupMethod == method or backupMethod not in ("SOURCEIPHASH", "STATICPROXIMITY"):
+                    backupMethod = _nonClient(backupMethod)
+                sets, loads = rankedSets(_nonClient(backupMethod), vserver, up)
                 if method == "RTT":
                     loads = {c.service: {"site_rtt_ms": _siteRTT(table, c.site)} for c in up}
             else:
