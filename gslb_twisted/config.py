@@ -904,8 +904,9 @@ def _vserver(path: str, raw: Any, index: int, services: Mapping[str, Service]) -
         custom_load_exclude=t.get("custom_load_exclude", _choice(("any", "all"), str.lower), 'one of "any", "all"', "any"),
     )
     t.finish()
-    if vserver.lb_method == "CUSTOMLOAD" and not vserver.custom_load:
-        raise t.error("custom_load", "expected at least one metric when lb_method = \"CUSTOMLOAD\"")
+    for key in ("lb_method", "backup_lb_method"):
+        if getattr(vserver, key) == "CUSTOMLOAD" and not vserver.custom_load:
+            raise t.error("custom_load", f"expected at least one metric when {key} = \"CUSTOMLOAD\"")
     return vserver
 
 

@@ -267,7 +267,6 @@ class CoreGSLB:
         self.disabled: frozenset = frozenset()
         self.plans: dict[tuple[str, int], object] = {}
         self._planKeys: dict[tuple[str, int], tuple] = {}
-        self._upServices: set[str] = set()
         self.persistence = PersistenceTable(f"{appliance.name}/{core}")
         self._persistFlush = None
         self._probeAsked: dict[str, float] = {}
@@ -751,10 +750,6 @@ class CoreGSLB:
         """Re-plan the vservers named (all of them by default: metrics age)."""
         now = self.reactor.seconds()
         self._expireOrphans(now)
-        # Updated in place: persistence choosers hold this very set.
-        allowed = self._upServices
-        allowed.clear()
-        allowed.update(self.upServices())
         for vserver in self.topology.vservers:
             if names is not None and vserver.name not in names:
                 continue
@@ -770,7 +765,7 @@ class CoreGSLB:
                     continue
                 failure = RCODE_SERVFAIL if plan.response == SERVFAIL else None
                 book = self.authority.book(vserver.name, rdtype)
-                chooser = buildChooser(plan, self.choice, book.indexOf, allowed)
+                chooser = buildChooser(plan, self.choice, book.indexOf)
                 self.authority.setChooser(vserver.name, rdtype, chooser, failure)
                 # Only once applied: a plan that failed to apply is retried.
                 self._planKeys[(vserver.name, rdtype)] = key
@@ -787,13 +782,6 @@ class CoreGSLB:
         return (
             plan.method, plan.sets, plan.source, plan.answering, plan.response,
             tuple(c.service for c in plan.candidates), plan.config, plan.askedConfig, probes,
-        )
-
-    def upServices(self) -> frozenset:
-        """Every service UP now (what a persistence entry may still name)."""
-        return frozenset(
-            service.name for service in self.topology.services
-            if serviceState(service, self.topology, self.table, self.disabled)[0] == UP
         )
 
     def _expireOrphans(self, now: float) -> None:

@@ -77,7 +77,7 @@ class Rotating:
     def choose(self, rdtype: int, address: str) -> int:
         return self.indices[self.rotation.advance()]
 
-    def stable(self, address: str, key: Optional[tuple]) -> tuple[str, ...]:
+    def stable(self, address: str, key: Optional[tuple], quiet: bool = False) -> tuple[str, ...]:
         """The set a persistent client starts with: the same on every core."""
         if key is None:
             return self.sets[0]
@@ -106,8 +106,8 @@ class _PerClient:
         """The client's class, or None when the method cannot place it."""
         raise NotImplementedError
 
-    def rank(self, cls) -> Optional[tuple[tuple[str, ...], ...]]:
-        """The answer sets of a class (None: fall back for it)."""
+    def rank(self, cls, quiet: bool = False) -> Optional[tuple[tuple[str, ...], ...]]:
+        """The answer sets of a class (None: fall back for it); C{quiet}: no side effects."""
         raise NotImplementedError
 
     def _entry(self, address: str):
@@ -135,11 +135,19 @@ class _PerClient:
             return self.fallback.choose(rdtype, address)
         return entry[1][entry[2].advance()]
 
-    def stable(self, address: str, key: Optional[tuple]) -> tuple[str, ...]:
-        entry = self._entry(address)
-        if entry is None:
-            return self.fallback.stable(address, key)
-        sets = entry[0]
+    def stable(self, address: str, key: Optional[tuple], quiet: bool = False) -> tuple[str, ...]:
+        """
+        The set a persistent client starts with; C{quiet}: computed without
+        caching it or asking for probes (for L{peek}).
+        """
+        if quiet:
+            cls = self.classify(address)
+            sets = None if cls is None else self.rank(cls, quiet=True)
+        else:
+            entry = self._entry(address)
+            sets = None if entry is None else entry[0]
+        if not sets:
+            return self.fallback.stable(address, key, quiet)
         return sets[0] if key is None else sets[keyHash(key) % len(sets)]
 
     def peek(self, address: str) -> tuple[tuple[str, ...], dict]:
@@ -168,7 +176,7 @@ class SourceIPHash(_PerClient):
     def classify(self, address: str):
         return self.keyer.key(address)
 
-    def rank(self, key) -> Optional[tuple[tuple[str, ...], ...]]:
+    def rank(self, key, quiet: bool = False) -> Optional[tuple[tuple[str, ...], ...]]:
         chosen = self.ring.walk(keyHash(key), self.up, self.answers)
         return (chosen,) if chosen else None
 
@@ -194,7 +202,7 @@ class StaticProximity(_PerClient):
         self._where[found.ident] = found
         return found.ident
 
-    def rank(self, ident) -> Optional[tuple[tuple[str, ...], ...]]:
+    def rank(self, ident, quiet: bool = False) -> Optional[tuple[tuple[str, ...], ...]]:
         where = self._where[ident]
         return groupSets(proximityGroups(self.up, (where.lat, where.lon)), self.answers)
 
@@ -229,10 +237,11 @@ class DynamicProximity(_PerClient):
     def _rtt(self, network: str):
         return lambda c: self._probesBySite.get(c.site, {}).get(network)
 
-    def rank(self, network) -> Optional[tuple[tuple[str, ...], ...]]:
+    def rank(self, network, quiet: bool = False) -> Optional[tuple[tuple[str, ...], ...]]:
         rttOf = self._rtt(network)
         if all(rttOf(c) is None for c in self.up):
-            self.context.requestProbe(network)
+            if not quiet:
+                self.context.requestProbe(network)
             return None
         return groupSets(rttGroups(self.up, rttOf, self.tolerance), self.answers)
 
@@ -282,13 +291,16 @@ class Persistent:
         self.timeout = timeout
         self.context = context
         self.indexOf = indexOf
-        self.allowed = allowed
+        # An entry holds while its service is one the plan answers with now
+        # (up, of the family, not spilled over or over a threshold).
+        answering = frozenset(c.service for c in plan.candidates)
+        self.allowed = answering if allowed is None else answering & frozenset(allowed)
         self.answers = plan.answers
 
-    def _withPersisted(self, service: str, address: str, key) -> tuple[str, ...]:
+    def _withPersisted(self, service: str, address: str, key, quiet: bool = False) -> tuple[str, ...]:
         if self.answers == 1:
             return (service,)
-        rest = [s for s in self.inner.stable(address, key) if s != service]
+        rest = [s for s in self.inner.stable(address, key, quiet) if s != service]
         return (service,) + tuple(rest[: self.answers - 1])
 
     def choose(self, rdtype: int, address: str) -> int:
@@ -316,8 +328,8 @@ class Persistent:
         network = self.keyer.network(key)
         if entry is not None and entry.service in self.allowed:
             details = {"persistence": "hit", "persistence_entry": entry.wire(self.context.clock())}
-            return self._withPersisted(entry.service, address, key), details
-        services = self.inner.stable(address, key)
+            return self._withPersisted(entry.service, address, key, quiet=True), details
+        services = self.inner.stable(address, key, quiet=True)
         _, details = self.inner.peek(address)
         state = "replaced" if entry is not None else "miss"
         return services, {**details, "persistence": state, "persistence_network": network}
@@ -343,12 +355,12 @@ def _rounded(value: float):
     return None if value == float("inf") else round(value, 1)
 
 
-def buildChooser(plan: Plan, context: ChoiceContext, indexOf: IndexOf, allowed=frozenset()):
+def buildChooser(plan: Plan, context: ChoiceContext, indexOf: IndexOf, allowed=None):
     """
     The chooser for a plan (C{None} when the plan gives no address).
 
-    @param allowed: the services a persistence entry may still name (every
-        up service; the caller may update this set in place).
+    @param allowed: if given, limits further the services a persistence
+        entry may name (by default those the plan answers with).
     """
     if not plan.sets and not plan.clientMethod:
         return None

@@ -122,7 +122,10 @@ class Plan:
 
     @property
     def clientMethod(self) -> bool:
-        return self.response is None and self.source != DOWN_RESPONSE and self.method in CLIENT_METHODS
+        return (
+            self.response is None and self.source != DOWN_RESPONSE and bool(self.candidates)
+            and self.method in CLIENT_METHODS
+        )
 
 
 def serviceState(
@@ -250,8 +253,9 @@ def spillover(vserver: VServer, topology: Topology, table: MetricTable, disabled
         value, threshold = total("connections"), float(config.threshold)
         spilled = value > threshold
     elif config.method == "DYNAMICCONNECTION":
+        # max_clients 0 is "no limit" (NetScaler's maxClient 0): no threshold.
         value, threshold = total("connections"), float(sum(c.maxClients for c in up))
-        spilled = bool(up) and value > threshold
+        spilled = bool(up) and all(c.maxClients for c in up) and value > threshold
     elif config.method == "BANDWIDTH":
         value, threshold = total("bandwidth"), float(config.threshold)
         spilled = value > threshold
@@ -336,6 +340,9 @@ def planVServer(
             askedConfig=vserver,
         )
 
+    # Up services that are not answered (spilled with DROP, over a CUSTOMLOAD
+    # threshold): a down response "all" gives these, never a DOWN service.
+    overloaded: list[Candidate] = []
     if up and spill is not None and spill.spilled:
         why = f"spilled over: {spill.method} {spill.value:g} " + ("<" if spill.method == "HEALTH" else ">") + f" {spill.threshold:g}"
         backup = fromBackup(why)
@@ -343,6 +350,7 @@ def planVServer(
             return backup
         if vserver.spillover.backup_action == "DROP":
             excluded = excluded + [(c.service, why) for c in up]
+            overloaded.extend(up)
             up = []
     if up:
         method, fallback, reason = vserver.lb_method, False, None
@@ -357,6 +365,7 @@ def planVServer(
                 over = overThresholds(c, vserver.custom_load, vserver.custom_load_exclude)
                 if over:
                     excluded.append((c.service, "over threshold: " + ", ".join(over)))
+                    overloaded.append(c)
                 else:
                     kept.append(c)
             up = kept
@@ -382,8 +391,11 @@ def planVServer(
     if backup is not None:
         return backup
     if vserver.down_response == "all":
+        # Every address, unless some services are up but excluded (over a
+        # CUSTOMLOAD threshold): never a DOWN one while one is up.
+        pool = overloaded or everyone
         return Plan(
-            method="ROUNDROBIN", sets=roundRobinSets(everyone, vserver.answers), source=DOWN_RESPONSE,
+            method="ROUNDROBIN", sets=roundRobinSets(pool, vserver.answers), source=DOWN_RESPONSE,
             excluded=tuple(excluded), **common,
         )
     response = EMPTY if vserver.down_response == "empty" else SERVFAIL

@@ -55,6 +55,9 @@ class Candidate:
 
 Groups = list[list[Candidate]]
 
+# The most answer sets one ranking rotates through (see groupSets).
+MAX_TURNS = 720
+
 
 def metricValue(candidate: Candidate, metric: str) -> Optional[float]:
     """A reported metric as a float, C{None} when missing or not a number."""
@@ -96,7 +99,14 @@ def groupSets(groups: Groups, answers: int) -> tuple[tuple[str, ...], ...]:
             break
         reach.append(len(group))
         taken += len(group)
-    turns = max(reach, default=1)
+    # Every group completes whole turns: a group of 2 next to one of 3 takes
+    # 6 sets, so each of its members leads equally often.  Past MAX_TURNS
+    # sets the largest group alone sets the cycle.
+    turns = 1
+    for length in reach:
+        turns = turns * length // math.gcd(turns, length)
+    if turns > MAX_TURNS:
+        turns = max(reach)
     sets: list[tuple[str, ...]] = []
     for shift in range(turns):
         chosen: list[str] = []
@@ -163,7 +173,7 @@ def customLoad(candidate: Candidate, customMetrics: Sequence) -> Optional[float]
             return None
         total += spec.weight * value / spec.ceiling
         weights += spec.weight
-    return total / weights
+    return total / weights if weights else None
 
 
 def overThresholds(candidate: Candidate, customMetrics: Sequence, mode: str) -> list[str]:
@@ -205,7 +215,11 @@ def proximityGroups(candidates: Sequence[Candidate], client: tuple[float, float]
     STATICPROXIMITY: nearest site first; services within 1 km of the same
     distance (the same site, or sites in one city) tie.
     """
-    return rankGroups(candidates, lambda c: round(distanceKm(c, client)))
+    def value(candidate: Candidate) -> float:
+        distance = distanceKm(candidate, client)
+        return distance if distance == math.inf else round(distance)
+
+    return rankGroups(candidates, value)
 
 
 def rttGroups(candidates: Sequence[Candidate], rttOf: Callable[[Candidate], Optional[float]], tolerance: float) -> Groups:

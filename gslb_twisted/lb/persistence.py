@@ -100,9 +100,18 @@ class PersistenceTable:
         A new entry made here (to be shared: see L{takePending}); with
         C{replacing}, the next version of that entry.
         """
-        version = 1 if replacing is None else replacing.version + 1
+        entries = self._entries.setdefault(vserver, {})
+        if replacing is None:
+            # An entry that lapsed here may live on at another core (uses
+            # are shared only now and then): outrank it, so that every core
+            # ends up answering the client as we do now.
+            replacing = entries.get(key)
+            version = 1 if replacing is None else replacing.version + 1
+            replacing = None
+        else:
+            version = replacing.version + 1
         entry = PersistenceEntry(vserver, key, network, service, version, self.origin, now + timeout, now)
-        self._entries.setdefault(vserver, {})[key] = entry
+        entries[key] = entry
         self._pending[(vserver, key)] = entry
         self.created += 1
         if replacing is not None:
