@@ -217,6 +217,14 @@ class DecisionIntegrationTests(TestCase):
             result = await appliance.console(f"resolve sticky.dec.gslb --client 127.0.4.9 --core {core}")
             self.assertEqual((result["persistence"], result["answer"]), ("hit", [persisted]), core)
 
+        # The sites hold the entry too (sessionExchange over MEP).
+        async def exchanged():
+            rows = await sites["east"].console("show sessions")
+            return [row for row in rows if (row["vserver"], row["network"]) == ("sticky", "127.0.4.0/24")]
+
+        (row,) = await poll(exchanged, what="the persistence session at site east")
+        self.assertEqual(row["service"], {v: k for k, v in ADDRESS.items()}[persisted] + "-web")
+
         # The persisted site dies: the client is moved, on every core alike.
         site = next(name for name, ip in ADDRESS.items() if ip == persisted)
         await sites[site].stop(signal.SIGKILL)
