@@ -23,6 +23,18 @@ STALE = "stale"  # not from the master and epoch we know: ignored, counted
 
 Services = dict[str, dict[str, Any]]
 
+# Client networks whose RTT a site's table keeps; past that, the oldest
+# measured are forgotten (re-probed if their clients come back).
+MAX_PROBES = 4096
+
+
+def _capProbes(probes: dict) -> None:
+    """Forget the oldest measurements past L{MAX_PROBES} (dicts keep insertion order)."""
+    excess = len(probes) - MAX_PROBES
+    if excess > 0:
+        for network in list(probes)[:excess]:
+            del probes[network]
+
 
 def diffServices(old: Mapping[str, Mapping[str, Any]], new: Mapping[str, Mapping[str, Any]]) -> Services:
     """
@@ -64,8 +76,10 @@ class SiteMetrics:
     state: Optional[str] = None
     rtt: Optional[float] = None
     services: Services = field(default_factory=dict)
-    # RTT (ms) from the site to client networks, as the site measured them.
+    # RTT (ms) from the site to client networks, as the site measured them,
+    # oldest first; probesVersion counts their changes.
     probes: dict[str, float] = field(default_factory=dict)
+    probesVersion: int = 0
     updatedAt: Optional[float] = None
     hasSnapshot: bool = False
 
@@ -84,6 +98,15 @@ class SiteMetrics:
             "probes": dict(self.probes),
             "updated_at": self.updatedAt,
         }
+
+
+def _updateProbes(metrics: SiteMetrics, moved: Mapping[str, float]) -> None:
+    for network, ms in moved.items():
+        # A new measurement is the newest: move it to the end.
+        metrics.probes.pop(network, None)
+        metrics.probes[network] = ms
+    _capProbes(metrics.probes)
+    metrics.probesVersion += 1
 
 
 class MetricTable:
@@ -139,7 +162,7 @@ class MetricTable:
         if probes:
             moved = {network: ms for network, ms in probes.items() if metrics.probes.get(network) != ms}
             if moved:
-                metrics.probes.update(moved)
+                _updateProbes(metrics, moved)
                 change["probes"] = moved
         if services is not None:
             if replace:
@@ -193,6 +216,7 @@ class MetricTable:
         metrics.rtt = snapshot["rtt"]
         metrics.services = copy.deepcopy(snapshot["services"])
         metrics.probes = dict(snapshot.get("probes") or {})
+        metrics.probesVersion += 1
         metrics.updatedAt = snapshot.get("updated_at")
         metrics.hasSnapshot = True
         return True
@@ -212,7 +236,7 @@ class MetricTable:
         if "rtt" in change:
             metrics.rtt = change["rtt"]
         if "probes" in change:
-            metrics.probes.update(change["probes"])
+            _updateProbes(metrics, change["probes"])
         for name in change.get("removed", ()):
             metrics.services.pop(name, None)
         applyServiceChanges(metrics.services, change.get("services", {}))

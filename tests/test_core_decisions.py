@@ -117,7 +117,9 @@ class CoreDecisionTests(GSLBTestCase):
         self.askFrom("10.1.2.3", "sticky.t.gslb")
         self.gslb.start()
         self.assertEqual(self.gslb.persistence.count(), 1)
-        self.clock.advance(61)
+        self.clock.advance(60)
+        self.assertEqual(self.gslb.persistence.count(), 1)  # a grace of timeout/4
+        self.clock.advance(16)
         self.assertEqual(self.gslb.persistence.count(), 0)
 
     def test_explainChangesNothing(self):

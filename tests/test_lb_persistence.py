@@ -42,8 +42,10 @@ class CreateTests(SynchronousTestCase):
         self.assertEqual((self.table.created, self.table.replaced), (1, 0))
 
     def test_lookupAfterExpiry(self):
+        """Honoured for a grace of timeout/4 past expiry (uses elsewhere not yet shared), then gone."""
         self.table.create(VS, KEY, NET, "east-a", 100.0, TIMEOUT)
-        self.assertIsNone(self.table.lookup(VS, KEY, 160.0))
+        self.assertIsNotNone(self.table.lookup(VS, KEY, 174.9))
+        self.assertIsNone(self.table.lookup(VS, KEY, 175.0))
 
     def test_lookupOtherVServerOrNetwork(self):
         self.table.create(VS, KEY, NET, "east-a", 100.0, TIMEOUT)
@@ -92,7 +94,7 @@ class PendingTests(SynchronousTestCase):
         self.assertTrue(self.table.hasPending())
 
     def test_expiredPendingNotShared(self):
-        self.assertEqual(self.table.takePending(160.0), [])
+        self.assertEqual(self.table.takePending(175.0), [])
 
     def test_lostEntryNoLongerPending(self):
         """An entry of ours that a remote one beat need not be sent."""
@@ -149,8 +151,8 @@ class MergeTests(SynchronousTestCase):
 
     def test_expiredEntryReplacedByAnyVersion(self):
         self.table.create(VS, KEY, NET, "east-b", 100.0, TIMEOUT, replacing=self.mine)
-        self.assertTrue(self.table.merge(VS, KEY, wire(service="west-a", version=1, origin="gslb9/0"), 160.0))
-        self.assertEqual(self.current(160.0), ("west-a", 1, "gslb9/0"))
+        self.assertTrue(self.table.merge(VS, KEY, wire(service="west-a", version=1, origin="gslb9/0"), 175.0))
+        self.assertEqual(self.current(175.0), ("west-a", 1, "gslb9/0"))
 
     def test_zeroTTLIgnored(self):
         self.assertFalse(self.table.merge(VS, KEY, wire(version=5, ttl=0), 100.0))
@@ -169,8 +171,9 @@ class ExpireTests(SynchronousTestCase):
             network = f"10.0.{i}.0/24"
             table.create(VS, parseNetwork(network, 24, 128), network, "east-a", 0.0, timeout)
         table.create("api", KEY, NET, "east-a", 0.0, 10.0)
-        self.assertEqual(table.expire(9.9), 0)
-        self.assertEqual(table.expire(10.0), 2)
+        # Each lives a quarter of its timeout past its expiry (see GRACE).
+        self.assertEqual(table.expire(12.4), 0)
+        self.assertEqual(table.expire(12.5), 2)
         self.assertEqual(table.count(), 2)
         self.assertEqual(table.expire(25.0), 1)
         self.assertEqual(table.expired, 3)

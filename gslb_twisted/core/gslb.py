@@ -51,6 +51,9 @@ TOPIC_PROBE = "rtt.probe"
 
 # A client network asked for RTT probes is not asked again for this long.
 PROBE_RETRY = 30.0
+# How often a master asks its sites to measure again every network they
+# measured (RTT changes; NetScaler re-probes an LDNS after its timeout).
+PROBE_REFRESH = 60.0
 # How often persistence entries expire and their uses are shared.
 PERSISTENCE_TICK = 1.0
 # Persistence entries per hub message.
@@ -282,6 +285,8 @@ class CoreGSLB:
         )
         self._persistenceTicker = task.LoopingCall(self._persistenceTick)
         self._persistenceTicker.clock = reactor
+        self._probeRefresher = task.LoopingCall(self._refreshProbes)
+        self._probeRefresher.clock = reactor
 
     # --- life ---------------------------------------------------------------------
 
@@ -290,13 +295,15 @@ class CoreGSLB:
         self.replan()
         self._ager.start(self.metricsInterval, now=False)
         self._persistenceTicker.start(PERSISTENCE_TICK, now=False)
+        self._probeRefresher.start(PROBE_REFRESH, now=False)
 
     def stop(self) -> defer.Deferred:
         self.running = False
         if self._ager.running:
             self._ager.stop()
-        if self._persistenceTicker.running:
-            self._persistenceTicker.stop()
+        for loop in (self._persistenceTicker, self._probeRefresher):
+            if loop.running:
+                loop.stop()
         for call in (self._replanCall, self._retry, self._syncDeadline, self._persistFlush, self._probeFlush):
             if call is not None and call.active():
                 call.cancel()
@@ -701,7 +708,10 @@ class CoreGSLB:
         elif topic == TOPIC_FRESH:
             self.table.touch(message, self.view.master(message["site"]), sender)
         elif topic == TOPIC_PERSIST:
-            self._mergeEntries(message["sessions"])
+            taken = self._mergeEntries(message["sessions"])
+            if taken:
+                # Every site hears of every entry, from its own master.
+                self._shareWithSites(taken)
             if message.get("snapshot") and self._awaitingPersistence:
                 self._awaitingPersistence = False
                 self._checkSynced()
@@ -778,7 +788,9 @@ class CoreGSLB:
         """
         probes = ()
         if plan.method == "RTT":
-            probes = tuple(self.table[c.site].version() for c in plan.candidates)
+            # Only the probes: other metric updates keep the chooser (and its
+            # tie rotation).
+            probes = tuple(self.table[c.site].probesVersion for c in plan.candidates)
         return (
             plan.method, plan.sets, plan.source, plan.answering, plan.response,
             tuple(c.service for c in plan.candidates), plan.config, plan.askedConfig, probes,
@@ -801,11 +813,12 @@ class CoreGSLB:
     # --- persistence ------------------------------------------------------------------
 
     def _persistenceKey(self, name: str, network: str):
-        """(vserver, key) of a shared entry, or None if we have no such vserver."""
+        """(key, timeout) of a shared entry, or None if we have no such vserver."""
         vserver = self.vservers.get(name[:-5] if name.endswith("/AAAA") else name)
         if vserver is None:
             return None
-        return parseNetwork(network, prefixOfNetmask(vserver.persist_mask), vserver.v6_persist_mask_len)
+        key = parseNetwork(network, prefixOfNetmask(vserver.persist_mask), vserver.v6_persist_mask_len)
+        return None if key is None else (key, vserver.persistence_timeout)
 
     def _mergeEntries(self, entries: list) -> list:
         """Take shared persistence entries; those that changed our table."""
@@ -813,8 +826,8 @@ class CoreGSLB:
         taken = []
         for wire in entries:
             try:
-                key = self._persistenceKey(wire["vserver"], wire["network"])
-                if key is not None and self.persistence.merge(wire["vserver"], key, wire, now):
+                found = self._persistenceKey(wire["vserver"], wire["network"])
+                if found is not None and self.persistence.merge(wire["vserver"], found[0], wire, now, found[1]):
                     taken.append(wire)
             except (KeyError, TypeError, ValueError):
                 self.log.warn("ignored a malformed persistence entry {entry!r}", entry=wire)
@@ -830,10 +843,13 @@ class CoreGSLB:
         if not entries:
             return
         self._publishEntries(entries)
-        # And to the sites we master: NetScaler's sessionExchange.
+        self._shareWithSites(entries)
+
+    def _shareWithSites(self, entries: list) -> None:
+        """Entries to the sites we master: NetScaler's sessionExchange."""
         for mastery in self.mastered.values():
             session = mastery.session
-            if session is not None and getattr(session, "state", None) == "established" and hasattr(session, "sendSessions"):
+            if session is not None and getattr(session, "state", None) == "established":
                 session.sendSessions(entries)
 
     def _publishEntries(self, entries: list, target: Optional[int] = None, snapshot: bool = False) -> None:
@@ -873,9 +889,17 @@ class CoreGSLB:
 
     def _sendProbes(self, networks: list) -> None:
         for mastery in self.mastered.values():
-            session = mastery.session
-            if session is not None and getattr(session, "state", None) == "established" and hasattr(session, "sendProbe"):
-                session.sendProbe(networks)
+            self._probeSite(mastery, networks)
+
+    def _probeSite(self, mastery: Mastery, networks: list) -> None:
+        session = mastery.session
+        if networks and session is not None and getattr(session, "state", None) == "established":
+            session.sendProbe(networks)
+
+    def _refreshProbes(self) -> None:
+        """Each mastered site measures again the networks it measured."""
+        for site, mastery in self.mastered.items():
+            self._probeSite(mastery, list(self.table[site].probes))
 
     # --- runtime changes --------------------------------------------------------------
 

@@ -229,6 +229,12 @@ class VServerAnswers:
             self._plainSets[rdtype] = serviceSets
         return True
 
+    def tailored(self, qtype: int) -> bool:
+        """Whether the answer to C{qtype} depends on the client."""
+        return any(
+            chooser.tailored for rdtype, chooser in self.choosers.items() if qtype == rdtype or qtype == QTYPE_ANY
+        )
+
     def choose(self, rdtype: int, clientAddress: str) -> int:
         """
         Which of C{books[rdtype]} to answer with now.
@@ -505,7 +511,14 @@ class Authority:
         except MalformedMessage:
             return self._reply(ident, flags, question, FORMERR, opt=self._opt(opt, FORMERR), limit=limit)
         clientAddress = subnet.network if subnet is not None and subnet.sourcePrefix else client[0]
-        return self._resolve(message, question, clientAddress, self._opt(opt, NOERROR, subnet), limit)
+        scope = 0
+        if subnet is not None and subnet.sourcePrefix:
+            # An answer chosen for this client subnet is valid for it only
+            # (RFC 7871 7.2.1): say so, or resolvers would share it.
+            node = self._names.get(question.key) if question.qclass == CLASS_IN else None
+            if node is not None and node.vserver is not None and node.vserver.tailored(question.qtype):
+                scope = subnet.sourcePrefix
+        return self._resolve(message, question, clientAddress, self._opt(opt, NOERROR, subnet, scope), limit)
 
     # -----------------------------------------------------------------------
 
@@ -571,13 +584,14 @@ class Authority:
         apex = _apexOf(key, self._zones)
         return None if apex is None else self._zones[apex]
 
-    def _opt(self, queryOpt, rcode: int, subnet: Optional[ClientSubnet] = None) -> RR:
+    def _opt(self, queryOpt, rcode: int, subnet: Optional[ClientSubnet] = None, scope: int = 0) -> RR:
         """
         Our OPT record for a reply: our payload, version 0, DO copied
         (RFC 3225), the upper bits of an extended RCODE, the client subnet
-        echoed with scope 0 (RFC 7871 7.2.1); unknown options are not echoed.
+        echoed with C{scope} (RFC 7871 7.2.1: 0 when the answer is the same
+        for every client); unknown options are not echoed.
         """
-        options = [] if subnet is None else [EDNSOption(OPTION_CLIENT_SUBNET, subnet.replyOption(0))]
+        options = [] if subnet is None else [EDNSOption(OPTION_CLIENT_SUBNET, subnet.replyOption(scope))]
         return EDNS0(
             udp_len=SERVER_PAYLOAD,
             version=0,

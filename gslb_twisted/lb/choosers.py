@@ -69,6 +69,9 @@ class Rotating:
 
     __slots__ = ("sets", "indices", "rotation")
 
+    # Whether the answer depends on the client (EDNS Client Subnet scope).
+    tailored = False
+
     def __init__(self, sets: Sequence[tuple[str, ...]], indexOf: IndexOf) -> None:
         self.sets = tuple(sets)
         self.indices = tuple(indexOf(s) for s in self.sets)
@@ -88,6 +91,8 @@ class Rotating:
 
 
 class _PerClient:
+    tailored = True
+
     """
     A chooser whose answer depends on a class of clients (a location, a
     network): per class, the ranked answer sets and a rotation among ties,
@@ -121,6 +126,8 @@ class _PerClient:
             return None
         entry = self._byClass.get(cls)
         if entry is None:
+            if len(self._byClass) >= CACHE_LIMIT:
+                self._byClass.clear()
             sets = self.rank(cls)
             if sets:
                 entry = (sets, tuple(self.indexOf(s) for s in sets), Rotation(len(sets)))
@@ -265,6 +272,8 @@ class DynamicProximity(_PerClient):
 
 
 class Persistent:
+    tailored = True
+
     """
     SOURCEIP persistence in front of a chooser: a client network with a live
     entry gets its persisted service (first, when answers > 1) while that
@@ -315,6 +324,8 @@ class Persistent:
         chosen = self.inner.stable(address, key)
         if not chosen:
             return self.inner.choose(rdtype, address)
+        if entry is None and self.table.full():
+            return self.indexOf(chosen)
         self.table.create(self.name, key, self.keyer.network(key), chosen[0], now, self.timeout, entry)
         self.context.persisted()
         return self.indexOf(chosen)
@@ -338,7 +349,7 @@ class Persistent:
 def _clientChooser(method: str, plan: Plan, config, context: ChoiceContext, indexOf: IndexOf, fallback):
     if method == "SOURCEIPHASH":
         keyer = ClientKeyer(prefixOfNetmask(config.netmask), config.v6_netmask_len)
-        ring = ringOf(tuple(c.service for c in plan.everyone))
+        ring = ringOf(plan.pool)
         return SourceIPHash(ring, plan.candidates, keyer, indexOf, plan.answers, fallback)
     if method == "STATICPROXIMITY":
         return StaticProximity(context.locations, plan.candidates, indexOf, plan.answers, fallback)

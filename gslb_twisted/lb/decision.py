@@ -117,6 +117,8 @@ class Plan:
     backupMethod: str = "ROUNDROBIN"
     spill: Optional[Spill] = None
     persistence: str = "NONE"
+    # The answering vserver's bound services of the family (the hash ring).
+    pool: tuple[str, ...] = ()
     config: Optional[VServer] = None  # the answering vserver's
     askedConfig: Optional[VServer] = None  # the asked vserver's (persistence)
 
@@ -316,7 +318,7 @@ def planVServer(
     common = dict(
         vserver=vserver.name, rdtype=rdtype, answers=vserver.answers, answering=vserver.name,
         everyone=tuple(everyone), spill=spill, persistence=vserver.persistence, config=vserver,
-        askedConfig=vserver,
+        askedConfig=vserver, pool=tuple(c.service for c in everyone),
     )
     if not everyone:
         return Plan(method=vserver.lb_method, sets=(), **common)
@@ -337,7 +339,7 @@ def planVServer(
             answering=backup.answering, candidates=backup.candidates, everyone=tuple(everyone),
             excluded=tuple(excluded) + tuple((c.service, why) for c in up), loads=backup.loads,
             backupMethod=backup.backupMethod, spill=spill, persistence=vserver.persistence, config=backup.config,
-            askedConfig=vserver,
+            askedConfig=vserver, pool=backup.pool,
         )
 
     # Up services that are not answered (spilled with DROP, over a CUSTOMLOAD
@@ -390,6 +392,14 @@ def planVServer(
     backup = fromBackup("excluded")
     if backup is not None:
         return backup
+    if not overloaded and any(
+        serviceState(topology.serviceByName[b.name], topology, table, disabled)[0] == UP
+        for b in vserver.services
+        if topology.serviceByName[b.name].family != family
+    ):
+        # The vserver is UP through its other family: no address of this
+        # one (all DOWN) may be given, and its down response is not due.
+        return Plan(method=vserver.lb_method, sets=(), excluded=tuple(excluded), **common)
     if vserver.down_response == "all":
         # Every address, unless some services are up but excluded (over a
         # CUSTOMLOAD threshold): never a DOWN one while one is up.

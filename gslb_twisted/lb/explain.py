@@ -103,6 +103,13 @@ def explainQuery(gslb, name: str, qtype: str, client: str) -> dict:
                 row["rtt_ms"] = details["rtt_ms"].get(candidate.service)
             result["candidates"].append(row)
         result["excluded"].extend({"service": s, "reason": reason} for s, reason in plan.excluded)
+    # Services of the family not asked for are not candidates either.
+    asked = _rdtypesOf(qtype)
+    for binding in vserver.services:
+        service = topology.serviceByName[binding.name]
+        rdtype = 1 if service.family == 4 else 28
+        if asked and rdtype not in asked:
+            result["excluded"].append({"service": service.name, "reason": f"other family (IPv{service.family})"})
     return result
 
 

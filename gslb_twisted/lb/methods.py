@@ -108,6 +108,7 @@ def groupSets(groups: Groups, answers: int) -> tuple[tuple[str, ...], ...]:
     if turns > MAX_TURNS:
         turns = max(reach)
     sets: list[tuple[str, ...]] = []
+    seen: set[tuple[str, ...]] = set()
     for shift in range(turns):
         chosen: list[str] = []
         for group in groups:
@@ -119,7 +120,8 @@ def groupSets(groups: Groups, answers: int) -> tuple[tuple[str, ...], ...]:
                 if len(chosen) == answers:
                     break
         key = tuple(chosen)
-        if key not in sets:
+        if key not in seen:
+            seen.add(key)
             sets.append(key)
     return tuple(sets)
 
@@ -261,6 +263,9 @@ class HashRing:
         self._keys = [position for position, _ in positions]
         self._owners = [owner for _, owner in positions]
         self.services = tuple(services)
+        self._pointsOf: dict[str, list[int]] = {}
+        for position, owner in positions:
+            self._pointsOf.setdefault(owner, []).append(position)
 
     def walk(self, value: int, up: Mapping[str, object], count: int) -> tuple[str, ...]:
         """Up to C{count} distinct services of C{up}, clockwise from C{value}."""
@@ -268,12 +273,32 @@ class HashRing:
         size = len(owners)
         if not size:
             return ()
+        if len(up) * 8 < len(self._pointsOf):
+            return self._nearest(value, up, count)
         start = bisect.bisect_left(self._keys, value)
         chosen: list[str] = []
+        # Stop as soon as nothing more can be found, not after the whole ring.
+        wanted = min(count, len(up))
         for step in range(size):
+            if len(chosen) >= wanted:
+                break
             owner = owners[(start + step) % size]
             if owner in up and owner not in chosen:
                 chosen.append(owner)
-                if len(chosen) == count:
-                    break
         return tuple(chosen)
+
+    def _nearest(self, value: int, up: Mapping[str, object], count: int) -> tuple[str, ...]:
+        """
+        L{walk} when few services are up: each up service's first point
+        clockwise from C{value}, nearest first (the order a walk meets them).
+        """
+        distances = []
+        for name in up:
+            points = self._pointsOf.get(name)
+            if not points:
+                continue
+            i = bisect.bisect_left(points, value)
+            point = points[i] if i < len(points) else points[0] + (1 << 64)
+            distances.append((point - value, name))
+        distances.sort()
+        return tuple(name for _, name in distances[:count])

@@ -14,8 +14,11 @@ client at the same moment converge on one:
 
 The timeout is an idle timeout, as on NetScaler: each use extends the
 entry.  Uses are shared with the other cores at most every quarter of the
-timeout per entry (L{PersistenceTable.touch}), so the cores' expiry times
-differ by less than that.
+timeout per entry (L{PersistenceTable.touch}), so a core may not know of
+the latest uses of the last quarter; every core therefore honours an entry
+for a quarter of the timeout past the expiry it knows (C{GRACE}).  A
+client active within the timeout keeps its service on every core; an idle
+one is forgotten between 1 and 1.25 timeouts after its last query.
 """
 
 from __future__ import annotations
@@ -24,12 +27,29 @@ from typing import Iterable, Iterator, Mapping, Optional
 
 Key = tuple[int, int]
 
+# Past its known expiry, an entry lives on this fraction of its timeout (see
+# the module docstring).
+GRACE = 0.25
+# Entries one core holds at most; past that, clients are answered without
+# persistence until entries expire (a bound on memory under a flood of
+# distinct clients).
+MAX_ENTRIES = 1_000_000
+
 
 class PersistenceEntry:
-    __slots__ = ("vserver", "key", "network", "service", "version", "origin", "expires", "sharedAt")
+    __slots__ = ("vserver", "key", "network", "service", "version", "origin", "expires", "sharedAt", "grace")
 
     def __init__(
-        self, vserver: str, key: Key, network: str, service: str, version: int, origin: str, expires: float, sharedAt: float
+        self,
+        vserver: str,
+        key: Key,
+        network: str,
+        service: str,
+        version: int,
+        origin: str,
+        expires: float,
+        sharedAt: float,
+        grace: float = 0.0,
     ) -> None:
         self.vserver = vserver
         self.key = key
@@ -39,6 +59,7 @@ class PersistenceEntry:
         self.origin = origin
         self.expires = expires
         self.sharedAt = sharedAt
+        self.grace = grace
 
     def wire(self, now: float) -> dict:
         """The form cores and MEP sessions exchange (C{ttl}: seconds left)."""
@@ -67,8 +88,10 @@ class PersistenceTable:
         of a DOWN service; C{merged}: remote entries taken; C{expired}.
     """
 
-    def __init__(self, origin: str) -> None:
+    def __init__(self, origin: str, maxEntries: int = MAX_ENTRIES) -> None:
         self.origin = origin
+        self.maxEntries = maxEntries
+        self._count = 0
         self._entries: dict[str, dict[Key, PersistenceEntry]] = {}
         self._pending: dict[tuple[str, Key], PersistenceEntry] = {}
         self.created = 0
@@ -82,9 +105,13 @@ class PersistenceTable:
         if entries is None:
             return None
         entry = entries.get(key)
-        if entry is None or entry.expires <= now:
+        if entry is None or entry.expires + entry.grace <= now:
             return None
         return entry
+
+    def full(self) -> bool:
+        """No room for another entry (see L{MAX_ENTRIES})."""
+        return self._count >= self.maxEntries
 
     def create(
         self,
@@ -110,7 +137,9 @@ class PersistenceTable:
             replacing = None
         else:
             version = replacing.version + 1
-        entry = PersistenceEntry(vserver, key, network, service, version, self.origin, now + timeout, now)
+        entry = PersistenceEntry(vserver, key, network, service, version, self.origin, now + timeout, now, timeout * GRACE)
+        if key not in entries:
+            self._count += 1
         entries[key] = entry
         self._pending[(vserver, key)] = entry
         self.created += 1
@@ -125,10 +154,11 @@ class PersistenceTable:
             entry.sharedAt = now
             self._pending[(entry.vserver, entry.key)] = entry
 
-    def merge(self, vserver: str, key: Key, wire: Mapping, now: float) -> bool:
+    def merge(self, vserver: str, key: Key, wire: Mapping, now: float, timeout: Optional[float] = None) -> bool:
         """
         Take an entry from another core or a site (C{wire} as
-        L{PersistenceEntry.wire}).  Returns whether it changed our table.
+        L{PersistenceEntry.wire}); C{timeout}, the vserver's, sets its grace.
+        Returns whether it changed our table.
         """
         ttl = float(wire["ttl"])
         if ttl <= 0:
@@ -138,7 +168,7 @@ class PersistenceTable:
         expires = now + ttl
         entries = self._entries.setdefault(vserver, {})
         mine = entries.get(key)
-        if mine is not None and mine.expires > now:
+        if mine is not None and mine.expires + mine.grace > now:
             if mine.version == version and mine.origin == origin:
                 if expires > mine.expires:
                     mine.expires = expires
@@ -146,7 +176,14 @@ class PersistenceTable:
                 return False
             if not wins(version, origin, mine):
                 return False
-        entries[key] = PersistenceEntry(vserver, key, str(wire["network"]), str(wire["service"]), version, origin, expires, now)
+        if mine is None:
+            if self.full():
+                return False
+            self._count += 1
+        grace = (timeout if timeout is not None else ttl) * GRACE
+        entries[key] = PersistenceEntry(
+            vserver, key, str(wire["network"]), str(wire["service"]), version, origin, expires, now, grace
+        )
         # What we created and lost need not be sent any more.
         self._pending.pop((vserver, key), None)
         self.merged += 1
@@ -155,7 +192,7 @@ class PersistenceTable:
     def takePending(self, now: float) -> list[dict]:
         """Entries created or extended here since the last call, wire form."""
         pending, self._pending = self._pending, {}
-        return [entry.wire(now) for entry in pending.values() if entry.expires > now]
+        return [entry.wire(now) for entry in pending.values() if entry.expires + entry.grace > now]
 
     def hasPending(self) -> bool:
         return bool(self._pending)
@@ -164,11 +201,12 @@ class PersistenceTable:
         """Drop the entries past their expiry; how many."""
         dropped = 0
         for entries in self._entries.values():
-            dead = [key for key, entry in entries.items() if entry.expires <= now]
+            dead = [key for key, entry in entries.items() if entry.expires + entry.grace <= now]
             for key in dead:
                 del entries[key]
             dropped += len(dead)
         self.expired += dropped
+        self._count -= dropped
         return dropped
 
     def entries(self, vserver: Optional[str] = None) -> Iterator[PersistenceEntry]:
@@ -183,8 +221,8 @@ class PersistenceTable:
 
     def snapshot(self, now: float) -> list[dict]:
         """Every live entry, wire form (for a core that joins)."""
-        return [entry.wire(now) for entry in self.entries() if entry.expires > now]
+        return [entry.wire(now) for entry in self.entries() if entry.expires + entry.grace > now]
 
     def forget(self, vservers: Iterable[str]) -> None:
         for name in vservers:
-            self._entries.pop(name, None)
+            self._count -= len(self._entries.pop(name, {}))
