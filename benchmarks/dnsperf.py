@@ -61,6 +61,20 @@ def writeQueryFile(path: str, queries: Iterable[str]) -> str:
     return path
 
 
+def writeBinaryQueryFile(path: str, messages: Iterable[bytes]) -> str:
+    """
+    Write a dnsperf C{-B} data file: each wire-format query preceded by its
+    length (16 bits, network order), as on a DNS TCP stream.  dnsperf sets
+    the message ids itself.
+
+    @return: C{path}
+    """
+    with open(path, "wb") as f:
+        for message in messages:
+            f.write(len(message).to_bytes(2, "big") + message)
+    return path
+
+
 @dataclass(frozen=True)
 class DnsperfLoad:
     """
@@ -75,6 +89,9 @@ class DnsperfLoad:
         the server answers).
     @ivar timeout: C{-t}, seconds before a query counts as lost.
     @ivar cpus: the C{taskset -c} CPU list dnsperf is pinned to, or None.
+    @ivar binary: C{-B}: the data file holds wire-format queries, each
+        preceded by its 16-bit length (L{writeBinaryQueryFile}), so that
+        each query can carry its own EDNS options.
     """
 
     duration: float = 10.0
@@ -86,6 +103,7 @@ class DnsperfLoad:
     verbose: bool = True
     cpus: Optional[str] = "1"
     statsInterval: Optional[int] = None
+    binary: bool = False
 
 
 def dnsperfCommand(
@@ -108,6 +126,8 @@ def dnsperfCommand(
         "-q", str(load.outstanding),
         "-t", _number(load.timeout),
     ]
+    if load.binary:
+        argv.append("-B")
     if load.maxQps is not None:
         argv += ["-Q", str(load.maxQps)]
     if load.statsInterval is not None:

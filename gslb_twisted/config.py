@@ -9,6 +9,7 @@ silently falls back to a default.  Nothing in here touches a reactor.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import ipaddress
 import math
 import os
@@ -250,7 +251,7 @@ class Service:
     backend: Optional[str]
     monitor: Optional[Monitor]
 
-    @property
+    @functools.cached_property
     def family(self) -> int:
         """4 or 6: which address family (and so which of A/AAAA) it serves."""
         return ipaddress.ip_address(self.ip).version

@@ -35,6 +35,7 @@ from gslb_twisted.lb.explain import explainQuery, vserverRows
 from gslb_twisted.lb.locations import LocationDB
 from gslb_twisted.lb.persistence import PersistenceTable
 from gslb_twisted.mastership import MastershipView, siteInitiates
+from gslb_twisted.mep.frames import ProtocolError, checkSessionEntry
 from gslb_twisted.mep.session import IMEPHandler, MEPSession
 from gslb_twisted.metrics import APPLIED, DOWN, GAP, UP, MetricTable
 from gslb_twisted.monitors import MonitorRunner, makeHTTPClient, monitorActive, probeFor
@@ -826,10 +827,11 @@ class CoreGSLB:
         taken = []
         for wire in entries:
             try:
+                checkSessionEntry("SESSIONS", 0, dict(wire))
                 found = self._persistenceKey(wire["vserver"], wire["network"])
                 if found is not None and self.persistence.merge(wire["vserver"], found[0], wire, now, found[1]):
                     taken.append(wire)
-            except (KeyError, TypeError, ValueError):
+            except (KeyError, TypeError, ValueError, ProtocolError):
                 self.log.warn("ignored a malformed persistence entry {entry!r}", entry=wire)
         return taken
 
@@ -850,7 +852,8 @@ class CoreGSLB:
         for mastery in self.mastered.values():
             session = mastery.session
             if session is not None and getattr(session, "state", None) == "established":
-                session.sendSessions(entries)
+                # Made here, or checked when they reached us: not again per site.
+                session.sendSessions(entries, validated=True)
 
     def _publishEntries(self, entries: list, target: Optional[int] = None, snapshot: bool = False) -> None:
         for start in range(0, max(len(entries), 1), PERSIST_CHUNK):
