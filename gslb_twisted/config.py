@@ -128,6 +128,17 @@ class Location:
 
 
 @dataclass(frozen=True)
+class RateLimit:
+    """Response rate limiting, BIND's names: responses-per-second, window, slip, prefixes."""
+
+    responses_per_second: int
+    window: int = 15
+    slip: int = 2
+    ipv4_prefix: int = 24
+    ipv6_prefix: int = 56
+
+
+@dataclass(frozen=True)
 class Appliance:
     name: str
     ip: str
@@ -144,6 +155,7 @@ class Appliance:
     dead_interval: float
     consolidation_interval: float
     location_db: Optional[str]
+    rrl: Optional["RateLimit"] = None
 
     def coreCount(self, cpuCount: Optional[int] = None) -> int:
         """
@@ -560,6 +572,8 @@ def _appliance(path: str, raw: Any) -> Appliance:
             0.5,
         ),
         location_db=t.get("location_db", _str, "a CSV file path", None),
+        rrl=None if (rrlRaw := t.get("rrl", lambda v: v, "a table { responses_per_second, window, slip, ipv4_prefix, ipv6_prefix }", None)) is None
+        else _rateLimit(path, rrlRaw),
     )
     t.finish()
     if appliance.mep_tls and not (appliance.mep_tls_cert and appliance.mep_tls_key):
@@ -583,6 +597,19 @@ def _appliance(path: str, raw: Any) -> Appliance:
             raise ConfigError(path, t.label, "location_db", f"expected a location CSV (`cidr,lat,lon[,region]` lines): {e}", hasFound=False) from None
         appliance = dataclasses.replace(appliance, location_db=resolved)
     return appliance
+
+
+def _rateLimit(path: str, raw: Any) -> RateLimit:
+    t = _Table(path, "[appliance] rrl", raw)
+    limit = RateLimit(
+        responses_per_second=t.get("responses_per_second", _int(1, 1_000_000), "an integer of responses per second above 0"),
+        window=t.get("window", _int(1, 3600), "an integer of seconds from 1 to 3600", 15),
+        slip=t.get("slip", _int(0, 10), "an integer from 0 (never) to 10", 2),
+        ipv4_prefix=t.get("ipv4_prefix", _int(1, 32), "an integer from 1 to 32", 24),
+        ipv6_prefix=t.get("ipv6_prefix", _int(1, 128), "an integer from 1 to 128", 56),
+    )
+    t.finish()
+    return limit
 
 
 def _locationPath(configPath: str, value: str) -> str:

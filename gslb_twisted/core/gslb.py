@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from dataclasses import dataclass
 from typing import Callable, Optional
 
@@ -27,7 +28,10 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from gslb_twisted.config import Site, Topology
+from gslb_twisted.consolidator import counterKey
+from gslb_twisted.core import stats as statsProtocol
 from gslb_twisted.dns.authority import SERVFAIL as RCODE_SERVFAIL, Authority
+from gslb_twisted.dns.rrl import RateLimiter
 from gslb_twisted.lb.choosers import ChoiceContext, buildChooser
 from gslb_twisted.lb.clients import parseNetwork, prefixOfNetmask
 from gslb_twisted.lb.decision import SERVFAIL, planVServer, serviceState
@@ -59,6 +63,9 @@ PROBE_REFRESH = 60.0
 PERSISTENCE_TICK = 1.0
 # Persistence entries per hub message.
 PERSIST_CHUNK = 500
+
+RCODE_NAMES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED", 16: "BADVERS"}
+QTYPE_NAMES = {1: "A", 2: "NS", 5: "CNAME", 6: "SOA", 12: "PTR", 15: "MX", 16: "TXT", 28: "AAAA", 33: "SRV", 255: "ANY"}
 
 
 def mepClientTLS(topology: Topology):
@@ -218,6 +225,7 @@ class CoreGSLB:
         secret: Optional[bytes] = None,
         clientTLS=None,
         locations=None,
+        incarnation: Optional[str] = None,
     ) -> None:
         """
         @param locations: the L{LocationDB}; by default the topology's
@@ -288,6 +296,24 @@ class CoreGSLB:
         self._persistenceTicker.clock = reactor
         self._probeRefresher = task.LoopingCall(self._refreshProbes)
         self._probeRefresher.clock = reactor
+        # Statistics: what each plan's queries count as, and the counters of
+        # choosers and books already replaced.
+        self._planTally: dict[tuple[str, int], tuple] = {}
+        self._retired: dict[str, int] = {}
+        self.stats = statsProtocol.CoreStats(
+            reactor, core, incarnation or f"{core}/{os.getpid()}", appliance.consolidation_interval,
+            self.countersNow, publish,
+        )
+        self.stats.roundApplied = self._rateShares
+        # Response rate limiting for the appliance as a whole (see dns/rrl).
+        self._rrlReported: dict[str, int] = {}
+        if appliance.rrl is not None:
+            limit = appliance.rrl
+            authority.rrl = RateLimiter(
+                limit.responses_per_second, limit.window, limit.slip, limit.ipv4_prefix, limit.ipv6_prefix,
+                cores=appliance.coreCount(),
+            )
+            authority.clock = reactor.seconds
 
     # --- life ---------------------------------------------------------------------
 
@@ -297,6 +323,7 @@ class CoreGSLB:
         self._ager.start(self.metricsInterval, now=False)
         self._persistenceTicker.start(PERSISTENCE_TICK, now=False)
         self._probeRefresher.start(PROBE_REFRESH, now=False)
+        self.stats.start()
 
     def stop(self) -> defer.Deferred:
         self.running = False
@@ -305,6 +332,7 @@ class CoreGSLB:
         for loop in (self._persistenceTicker, self._probeRefresher):
             if loop.running:
                 loop.stop()
+        self.stats.stop()
         for call in (self._replanCall, self._retry, self._syncDeadline, self._persistFlush, self._probeFlush):
             if call is not None and call.active():
                 call.cancel()
@@ -691,7 +719,9 @@ class CoreGSLB:
 
     def delivered(self, sender: int, topic: str, body: bytes) -> None:
         message = json.loads(body)
-        if topic == TOPIC_DELTA:
+        if topic in statsProtocol.TOPICS:
+            self.stats.delivered(sender, topic, message)
+        elif topic == TOPIC_DELTA:
             outcome = self.table.applyDelta(message, self.view.master(message["site"]), sender)
             if outcome == GAP:
                 self.publish(TOPIC_SNAPSHOT_REQUEST, json.dumps({"site": message["site"]}).encode(), sender)
@@ -775,11 +805,147 @@ class CoreGSLB:
                 if self._planKeys.get((vserver.name, rdtype)) == key:
                     continue
                 failure = RCODE_SERVFAIL if plan.response == SERVFAIL else None
+                self._settle(vserver.name, rdtype)
                 book = self.authority.book(vserver.name, rdtype)
                 chooser = buildChooser(plan, self.choice, book.indexOf)
                 self.authority.setChooser(vserver.name, rdtype, chooser, failure)
+                self._planTally[(vserver.name, rdtype)] = (plan, chooser, book, book.totalHits())
                 # Only once applied: a plan that failed to apply is retried.
                 self._planKeys[(vserver.name, rdtype)] = key
+
+    # --- statistics ---------------------------------------------------------------------
+
+    def _count(self, counters: dict, scope: str, name: str, counter: str, value: int) -> None:
+        if value:
+            key = counterKey(scope, name, counter)
+            counters[key] = counters.get(key, 0) + value
+
+    def _settle(self, vserver: str, rdtype: int) -> None:
+        """
+        Attribute the queries a plan answered since last settled to what it
+        was (backup method, backup vserver, spilled over, down response),
+        and keep its chooser's counts: the plan or chooser may be replaced.
+        """
+        tally = self._planTally.get((vserver, rdtype))
+        if tally is None:
+            return
+        plan, chooser, book, base = tally
+        total = book.totalHits()
+        self._planTally[(vserver, rdtype)] = (plan, chooser, book, total)
+        answered = total - base
+        retired = self._retired
+        if answered:
+            if plan.fallback:
+                self._count(retired, "vserver", vserver, "backup_method_hits", answered)
+            if plan.source == "backup_vserver":
+                self._count(retired, "vserver", vserver, "backup_vserver_hits", answered)
+                if plan.spill is not None and plan.spill.spilled:
+                    self._count(retired, "vserver", vserver, "spillovers", answered)
+            elif plan.source == "down_response":
+                self._count(retired, "vserver", vserver, "down_responses", answered)
+        # Counts kept by choosers: taken whole, then zeroed.
+        inner = chooser
+        while inner is not None:
+            if hasattr(inner, "hits") and hasattr(inner, "misses"):
+                self._count(retired, "vserver", vserver, "persistence_hits", inner.hits)
+                self._count(retired, "vserver", vserver, "persistence_misses", inner.misses)
+                inner.hits = inner.misses = 0
+            if getattr(inner, "fallbacks", 0):
+                self._count(retired, "vserver", vserver, "backup_method_hits", inner.fallbacks)
+                inner.fallbacks = 0
+            inner = getattr(inner, "inner", None) or getattr(inner, "fallback", None)
+
+    def statsView(self) -> dict:
+        """
+        The consolidated counters as this core holds them (see
+        L{statsProtocol.CoreStats.view}), with what is a state, not a count:
+        per vserver its state, health (% of bound services up), active and
+        inactive services, persistence sessions; per service its state.
+        """
+        view = self.stats.view()
+        view["core"] = self.core
+        vservers = {}
+        for row in vserverRows(self):
+            services = row["services"]
+            active = sum(1 for s in services if s["state"] == UP)
+            vservers[row["name"]] = {
+                "state": row["state"],
+                "health": round(100.0 * active / len(services), 1) if services else 0.0,
+                "active_services": active,
+                "inactive_services": len(services) - active,
+                "persistence_sessions": row["persistence_entries"],
+                "lb_method": row["lb_method"],
+                "services": [s["name"] for s in services],
+            }
+        view["vservers"] = vservers
+        view["services"] = {
+            service.name: {"site": service.site, "state": serviceState(service, self.topology, self.table, self.disabled)[0]}
+            for service in self.topology.services
+        }
+        return view
+
+    def countersNow(self) -> dict:
+        """Every cumulative counter of this core (see L{gslb_twisted.consolidator})."""
+        for vserver, rdtype in list(self._planTally):
+            self._settle(vserver, rdtype)
+        counters = dict(self._retired)
+        authority = self.authority
+        count = self._count
+        count(counters, "dns", "-", "queries", authority.queries)
+        count(counters, "dns", "-", "bytes_in", authority.bytesIn)
+        count(counters, "dns", "-", "bytes_out", authority.bytesOut)
+        count(counters, "dns", "-", "dropped", authority.dropped)
+        count(counters, "dns", "-", "truncated", authority.truncated)
+        for rcode, n in authority.rcodes.items():
+            count(counters, "dns", "-", "rcode_" + RCODE_NAMES.get(rcode, str(rcode)), n)
+        byType = dict(authority.slowTypes)
+        for answers in authority.vservers.values():
+            hits = 0
+            for rdtype, book in answers.books.items():
+                total = book.totalHits()
+                hits += total
+                byType[rdtype] = byType.get(rdtype, 0) + total
+                for service, n in book.answersPerService().items():
+                    count(counters, "service", service, "answers", n)
+                    count(counters, "vserver_service", f"{answers.name}/{service}", "answers", n)
+            count(counters, "vserver", answers.name, "hits", hits)
+        # Slow-path answers were counted by type already, and in their book.
+        for rdtype, n in authority.slowBookHits.items():
+            byType[rdtype] = byType.get(rdtype, 0) - n
+        for rdtype, n in byType.items():
+            count(counters, "dns", "-", "qtype_" + QTYPE_NAMES.get(rdtype, str(rdtype)), n)
+        count(counters, "core", str(self.core), "stale_rejected", self.table.staleRejected)
+        count(counters, "core", str(self.core), "gaps", self.table.gaps)
+        rrl = authority.rrl
+        if rrl is not None:
+            count(counters, "dns", "-", "rrl_dropped", rrl.dropped)
+            count(counters, "dns", "-", "rrl_slipped", rrl.slipped)
+            # Hot accounts: consolidated, they give each core its share.
+            hot = rrl.hot(self._rrlReported)
+            self._rrlReported.update(hot)
+            if len(self._rrlReported) > 4 * len(hot) + 1000:
+                # Accounts gone cold keep their last consolidated value.
+                for name in [name for name in self._rrlReported if name not in hot][:len(self._rrlReported) // 2]:
+                    del self._rrlReported[name]
+            for name, responses in self._rrlReported.items():
+                counters[counterKey("rrl", name, "responses")] = responses
+        return counters
+
+    def _rateShares(self) -> None:
+        """After a round: this core's share of each hot rate-limit account."""
+        rrl = self.authority.rrl
+        if rrl is None:
+            return
+        consolidation = self.stats.consolidation
+        mine = consolidation.table.get(self.stats.incarnation, {})
+        shares = {}
+        for key, total in consolidation.totals.items():
+            if key.startswith("rrl\t") and total:
+                name = key.split("\t", 2)[1]
+                shares[name] = mine.get(key, 0) / total
+        rrl.setShares(shares)
+        if self.stats.serving:
+            rrl.setCores(len(self.stats.serving))
 
     def _planKey(self, plan) -> tuple:
         """
@@ -999,6 +1165,8 @@ class CoreGSLB:
             return rows
         if what == "vservers":
             return vserverRows(self)
+        if what == "stats":
+            return self.statsView()
         if what == "metrics":
             if site not in self.table.sites:
                 raise KeyError(site)

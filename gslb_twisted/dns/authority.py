@@ -21,6 +21,7 @@ minimal answer: the sets are tiny and GSLB operators use ANY to look.
 
 from __future__ import annotations
 
+import time
 from typing import Mapping, Optional, Sequence
 
 from dnslib import AAAA, EDNS0, NS, RR, SOA, A, DNSHeader, DNSLabel, DNSQuestion, DNSRecord, EDNSOption
@@ -60,6 +61,7 @@ from gslb_twisted.dns.wire import (
     wireLabels,
     wireName,
 )
+from gslb_twisted.dns.rrl import DROP as RRL_DROP, SLIP as RRL_SLIP, questionBytes, truncated as truncatedReply
 from gslb_twisted.lb.choosers import Rotating
 from gslb_twisted.lb.roundrobin import answerSets, smoothWeightedOrder
 
@@ -81,7 +83,10 @@ class AnswerBook:
     starts over past C{limit} answers, its chooser being rebuilt).
     """
 
-    __slots__ = ("rdtype", "ttl", "addressOf", "services", "addresses", "templates", "counts", "_index", "limit")
+    __slots__ = (
+        "rdtype", "ttl", "addressOf", "services", "addresses", "templates", "counts", "hits", "_index", "limit",
+        "retired", "retiredHits",
+    )
 
     def __init__(self, rdtype: int, ttl: int, addressOf: Mapping[str, str], limit: int = 4096) -> None:
         self.rdtype = rdtype
@@ -92,6 +97,11 @@ class AnswerBook:
         self.addresses: list[tuple[str, ...]] = []
         self.templates: list[bytes] = []
         self.counts: list[int] = []
+        # How often each answer was given (the hot path adds 1), and what
+        # answers a cleared book had given: per service.
+        self.hits: list[int] = []
+        self.retired: dict[str, int] = {}
+        self.retiredHits = 0
         self._index: dict[tuple[str, ...], int] = {}
 
     def indexOf(self, services: tuple[str, ...]) -> int:
@@ -104,15 +114,30 @@ class AnswerBook:
         self.addresses.append(addresses)
         self.templates.append(answerSection(self.rdtype, self.ttl, addresses))
         self.counts.append(len(addresses))
+        self.hits.append(0)
         self._index[services] = index
         return index
+
+    def answersPerService(self) -> dict[str, int]:
+        """How often each service was in an answer (cumulative)."""
+        answers = dict(self.retired)
+        for services, hits in zip(self.services, self.hits):
+            if hits:
+                for name in services:
+                    answers[name] = answers.get(name, 0) + hits
+        return answers
+
+    def totalHits(self) -> int:
+        return sum(self.hits) + self.retiredHits
 
     def full(self) -> bool:
         return len(self.services) > self.limit
 
     def clear(self) -> None:
         # New lists: a fast plan still holding the old ones stays valid.
-        self.services, self.addresses, self.templates, self.counts = [], [], [], []
+        self.retired = self.answersPerService()
+        self.retiredHits = self.totalHits()
+        self.services, self.addresses, self.templates, self.counts, self.hits = [], [], [], [], []
         self._index = {}
 
 
@@ -339,6 +364,18 @@ class Authority:
         # dictionary update off the hot path.
         self.fastAnswers = 0
         self._slowRcodes = {NOERROR: 0, FORMERR: 0, SERVFAIL: 0, NXDOMAIN: 0, NOTIMP: 0, REFUSED: 0, BADVERS: 0}
+        self.bytesIn = 0
+        self.bytesOut = 0
+        self.dropped = 0  # queries given no reply (unreadable header, a response)
+        self.truncated = 0  # replies sent with TC set
+        # Slow-path queries by QTYPE (the fast path's are its answer books' hits).
+        self.slowTypes: dict[int, int] = {}
+        # Slow-path answers also counted in an answer book (per record type).
+        self.slowBookHits: dict[int, int] = {}
+        # Response rate limiting (L{gslb_twisted.dns.rrl}), off by default;
+        # C{clock} is what it measures time with.
+        self.rrl = None
+        self.clock = time.monotonic
 
     @property
     def rcodes(self) -> dict[int, int]:
@@ -422,6 +459,7 @@ class Authority:
                     book.templates,
                     book.counts,
                     longest=size * answers.answersPerReply,
+                    hits=book.hits,
                 )
             for domain in answers.domains:
                 key = fastKey(domain, rdtype)
@@ -470,12 +508,35 @@ class Authority:
         received over TCP if C{tcp}; C{None} to send nothing.
         """
         self.queries += 1
+        self.bytesIn += len(data)
         if self.fastTable is not None:
             reply = answerFast(self.fastTable, data, client[0], tcp)
             if reply is not None:
                 self.fastAnswers += 1
+                if self.rrl is not None and not tcp:
+                    return self._limited(data, client[0], reply)
+                self.bytesOut += len(reply)
                 return reply
-        return self.respondSlow(data, client, tcp)
+        reply = self.respondSlow(data, client, tcp)
+        if reply is None:
+            self.dropped += 1
+            return None
+        if self.rrl is not None and not tcp:
+            return self._limited(data, client[0], reply)
+        self.bytesOut += len(reply)
+        return reply
+
+    def _limited(self, data: bytes, address: str, reply: bytes) -> Optional[bytes]:
+        """Response rate limiting (UDP): the reply, a truncated one, or none."""
+        question = questionBytes(data)
+        if question is not None:
+            verdict = self.rrl.check(address, question, self.clock())
+            if verdict == RRL_DROP:
+                return None
+            if verdict == RRL_SLIP:
+                reply = truncatedReply(reply, len(question))
+        self.bytesOut += len(reply)
+        return reply
 
     def respondSlow(self, data: bytes, client: tuple, tcp: bool) -> Optional[bytes]:
         """L{respond} without the fast path (nor the query count)."""
@@ -493,6 +554,7 @@ class Authority:
         question = message.question
         if message.qdcount != 1 or question is None:
             return self._reply(ident, flags, None, FORMERR, limit=TCP_LIMIT)
+        self.slowTypes[question.qtype] = self.slowTypes.get(question.qtype, 0) + 1
         opt = message.opt
         limit = TCP_LIMIT if tcp else CLASSIC_PAYLOAD
         if opt is None:
@@ -563,7 +625,11 @@ class Authority:
                 return self._reply(ident, flags, question, failure, opt=opt, limit=limit)
             for rdtype in (QTYPE_A, QTYPE_AAAA):
                 if (qtype == rdtype or isAny) and rdtype in vserver.choosers:
-                    chosen = vserver.books[rdtype].addresses[vserver.choose(rdtype, clientAddress)]
+                    book = vserver.books[rdtype]
+                    index = vserver.choose(rdtype, clientAddress)
+                    book.hits[index] += 1
+                    self.slowBookHits[rdtype] = self.slowBookHits.get(rdtype, 0) + 1
+                    chosen = book.addresses[index]
                     answer.extend(
                         RR(owner, rdtype, CLASS_IN, vserver.ttl, _rdata(*addressRdata(address)))
                         for address in chosen
@@ -648,4 +714,5 @@ class Authority:
         if len(packed) > limit:
             record = DNSRecord(DNSHeader(id=ident, bitmap=bitmap | FLAG_TC), questions=questions, ar=tail)
             packed = record.pack()
+            self.truncated += 1
         return bytes(packed)

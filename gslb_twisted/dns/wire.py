@@ -121,7 +121,7 @@ class FastPlan:
         choosing whether a reply can fit.
     """
 
-    __slots__ = ("choose", "rdtype", "templates", "counts", "longest")
+    __slots__ = ("choose", "rdtype", "templates", "counts", "longest", "hits")
 
     def __init__(
         self,
@@ -130,6 +130,7 @@ class FastPlan:
         templates: Sequence[bytes],
         counts: Sequence[int],
         longest: Optional[int] = None,
+        hits: Optional[list] = None,
     ) -> None:
         """
         @param templates: may be a list that grows as new answers are first
@@ -141,6 +142,8 @@ class FastPlan:
         self.templates = templates
         self.counts = counts
         self.longest = max(len(t) for t in templates) if longest is None else longest
+        # How often each template was sent (statistics); grows with templates.
+        self.hits = [0] * len(templates) if hits is None else hits
 
 
 def fastKey(name: str, rdtype: int) -> bytes:
@@ -198,6 +201,7 @@ def answerFast(
     if 12 + len(question) + plan.longest + len(opt) > limit:
         return None
     index = plan.choose(plan.rdtype, clientAddress)
+    plan.hits[index] += 1
     return (
         HEADER.pack(ident, FLAG_QR | FLAG_AA | (flags & COPIED_FLAGS), 1, plan.counts[index], 0, arcount)
         + question

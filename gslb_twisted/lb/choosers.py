@@ -106,6 +106,8 @@ class _PerClient:
         self.fallback = fallback
         self._byAddress: dict = {}
         self._byClass: dict = {}
+        # Queries the method could not place, answered by the backup method.
+        self.fallbacks = 0
 
     def classify(self, address: str):
         """The client's class, or None when the method cannot place it."""
@@ -139,6 +141,7 @@ class _PerClient:
     def choose(self, rdtype: int, address: str) -> int:
         entry = self._entry(address)
         if entry is None:
+            self.fallbacks += 1
             return self.fallback.choose(rdtype, address)
         return entry[1][entry[2].advance()]
 
@@ -305,6 +308,9 @@ class Persistent:
         answering = frozenset(c.service for c in plan.candidates)
         self.allowed = answering if allowed is None else answering & frozenset(allowed)
         self.answers = plan.answers
+        # Queries answered from an entry, and entries made (statistics).
+        self.hits = 0
+        self.misses = 0
 
     def _withPersisted(self, service: str, address: str, key, quiet: bool = False) -> tuple[str, ...]:
         if self.answers == 1:
@@ -320,7 +326,9 @@ class Persistent:
         entry = self.table.lookup(self.name, key, now)
         if entry is not None and entry.service in self.allowed:
             self.table.touch(entry, now, self.timeout)
+            self.hits += 1
             return self.indexOf(self._withPersisted(entry.service, address, key))
+        self.misses += 1
         chosen = self.inner.stable(address, key)
         if not chosen:
             return self.inner.choose(rdtype, address)
