@@ -760,3 +760,65 @@ class ModelTests(ConfigTestCase):
         self.assertIsInstance(parseTopology(doc, PATH), Topology)
         self.assertEqual(doc, before)
         self.assertEqual(parseTopology(doc, PATH), parseTopology(before, PATH))
+
+
+class DecisionEngineKeyTests(ConfigTestCase):
+    """Keys of the decision engine and of rate limiting (issues 4 and 5)."""
+
+    def test_defaults(self):
+        vserver = parseTopology(minimal(), PATH).vserverByName["www"]
+        self.assertEqual(
+            (vserver.netmask, vserver.v6_netmask_len, vserver.persist_mask, vserver.v6_persist_mask_len, vserver.tolerance,
+             vserver.custom_load_exclude),
+            ("255.255.255.255", 128, "255.255.255.255", 128, 0, "any"),
+        )
+        self.assertIsNone(parseTopology(minimal(), PATH).appliance.rrl)
+
+    def test_netmaskNotAMask(self):
+        doc = minimal()
+        doc["vserver"][0]["netmask"] = "255.0.255.0"
+        self.assertConfigError(doc, "[[vserver]] 'www'", "netmask", "expected a dotted IPv4 netmask", "found '255.0.255.0'")
+
+    def test_toleranceRange(self):
+        doc = minimal()
+        doc["vserver"][0]["tolerance"] = 500
+        self.assertConfigError(doc, "[[vserver]] 'www'", "tolerance", "from 0 to 100", "found 500")
+
+    def test_spilloverBackupAction(self):
+        doc = minimal()
+        doc["vserver"][0]["spillover"] = {"method": "CONNECTION", "threshold": 5, "backup_action": "maybe"}
+        self.assertConfigError(doc, "[[vserver]] 'www' spillover", "backup_action", 'one of "ACCEPT", "DROP"')
+
+    def test_backupCustomLoadNeedsMetrics(self):
+        doc = minimal()
+        doc["vserver"][0]["backup_lb_method"] = "CUSTOMLOAD"
+        self.assertConfigError(doc, "[[vserver]] 'www'", "custom_load", 'backup_lb_method = "CUSTOMLOAD"')
+
+    def test_emulatorRTT(self):
+        doc = minimal()
+        doc["site"][0]["emulator"] = {"rtt": {"198.51.100.7/24": 5.0}}
+        self.assertConfigError(doc, "[[site]] 'east' emulator", "rtt", "client network = milliseconds")
+
+    def test_locationDatabaseErrorNamesTheLine(self):
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write("10.0.0.0/8,95,0\n")
+        doc = minimal()
+        doc["appliance"]["location_db"] = path
+        self.assertConfigError(doc, "[appliance]", "location_db", "line 1", "latitude")
+
+    def test_rateLimit(self):
+        doc = minimal()
+        doc["appliance"]["rrl"] = {"responses_per_second": 10, "slip": 3}
+        rrl = parseTopology(doc, PATH).appliance.rrl
+        self.assertEqual((rrl.responses_per_second, rrl.window, rrl.slip, rrl.ipv4_prefix, rrl.ipv6_prefix), (10, 15, 3, 24, 56))
+
+    def test_rateLimitUnknownKey(self):
+        doc = minimal()
+        doc["appliance"]["rrl"] = {"responses_per_second": 10, "rate": 3}
+        self.assertConfigError(doc, "[appliance] rrl", "rate")
+
+    def test_rateLimitNeedsARate(self):
+        doc = minimal()
+        doc["appliance"]["rrl"] = {"slip": 3}
+        self.assertConfigError(doc, "[appliance] rrl", "responses_per_second", "responses per second")
