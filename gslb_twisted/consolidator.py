@@ -90,6 +90,8 @@ class Consolidation:
         self.round = 0
         self.roundAt: Optional[float] = None
         self._totals: Values = {}
+        # Totals as of the last two closed rounds (rates are between them).
+        self.closedTotals: Values = {}
         self.previousTotals: Values = {}
         self.previousAt: Optional[float] = None
 
@@ -137,7 +139,8 @@ class Consolidation:
         """Round C{round} is complete at C{at}: rates are measured from here."""
         if round <= self.round and self.roundAt is not None:
             return
-        self.previousTotals = dict(self._totals)
+        self.previousTotals = self.closedTotals
+        self.closedTotals = dict(self._totals)
         self.previousAt = self.roundAt
         self.round = round
         self.roundAt = at
@@ -162,6 +165,7 @@ class Consolidation:
         if snapshot["round"] > self.round:
             self.round = snapshot["round"]
             self.roundAt = snapshot.get("at")
+            self.closedTotals = dict(self._totals)
 
     def _apply(self, incarnation: str, grown: Mapping[str, int]) -> None:
         known = self.table[incarnation]
@@ -184,7 +188,7 @@ class Consolidation:
         """Per second between the last two rounds; None before two rounds."""
         if self.previousAt is None or self.roundAt is None or self.roundAt <= self.previousAt:
             return None
-        return (self._totals.get(key, 0) - self.previousTotals.get(key, 0)) / (self.roundAt - self.previousAt)
+        return (self.closedTotals.get(key, 0) - self.previousTotals.get(key, 0)) / (self.roundAt - self.previousAt)
 
     def perIncarnation(self, key: str) -> dict[str, int]:
         return {incarnation: values[key] for incarnation, values in self.table.items() if key in values}

@@ -160,6 +160,9 @@ class CoreStats:
         elif topic == TOPIC_CONSOLIDATED:
             if sender == self.core:
                 return
+            if message["round"] > self.consolidation.round + 1:
+                # A round went missing: its changes are in no later round.
+                self.publish(TOPIC_SNAPSHOT_REQUEST, b"{}", sender)
             self.cores.update({k: int(v) for k, v in message.get("cores", {}).items()})
             self.consolidation.applyRound(message["round"], message["changes"], message["acks"], message["at"])
             self.counters.acknowledged(self.consolidation.lastSeq.get(self.incarnation, 0))
@@ -179,6 +182,7 @@ class CoreStats:
         """What C{stat} commands read: totals, rates, per-core figures."""
         consolidation = self.consolidation
         perCore: dict[int, dict[str, int]] = {}
+        # (Per core: as merged so far.)
         for incarnation, values in consolidation.table.items():
             core = self.cores.get(incarnation, -1)
             bucket = perCore.setdefault(core, {})
@@ -192,7 +196,8 @@ class CoreStats:
                 else consolidation.roundAt - consolidation.previousAt
             ),
             "control": self.control,
-            "totals": dict(consolidation.totals),
+            # As of the last closed round: the same on every core.
+            "totals": dict(consolidation.closedTotals),
             "previous": dict(consolidation.previousTotals),
             "cores": {str(core): values for core, values in perCore.items()},
         }
