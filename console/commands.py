@@ -40,6 +40,10 @@ from gslb_twisted.protocol.commands import (
     ShowSiteServices,
     ShowSiteSessions,
     ShowVServers,
+    StatCores,
+    StatDNS,
+    StatServices,
+    StatVServers,
     UnsetSiteRTT,
     UnsetSiteService,
     normaliseQType,
@@ -81,6 +85,7 @@ class Option:
     low: Optional[float] = None
     high: Optional[float] = None
     dashes: str = "-"  # how help and errors spell it: NetScaler's -name, or --name
+    local: bool = False  # the console's own (-ntimes): not sent to the endpoint
 
     @property
     def spelled(self) -> str:
@@ -96,6 +101,8 @@ class Option:
             return f"{noun} from {self.low:g} to {self.high:g}"
         if self.low == 0:
             return f"a non-negative {noun.split(' ', 1)[1]}"
+        if self.low is not None:
+            return f"{noun} of at least {self.low:g}"
         return noun
 
     def convert(self, raw: str) -> Any:
@@ -182,10 +189,19 @@ class Command:
 
 @dataclass(frozen=True)
 class Invocation:
-    """A parsed line: the command and the AMP keyword arguments to call it with."""
+    """
+    A parsed line: the command and the AMP keyword arguments to call it
+    with; C{settings}: how the console runs it (C{ntimes}: how many times;
+    C{watch}: again every second until interrupted).
+    """
 
     command: Command
     arguments: dict[str, Any] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def repeats(self) -> bool:
+        return bool(self.settings.get("watch")) or self.settings.get("ntimes", 1) > 1
 
 
 # --- the table ---------------------------------------------------------------------
@@ -210,6 +226,15 @@ CANDIDATE_COLUMNS = ("service", "ip", "site", "weight", "state", "chosen", "conn
                      "packets", "load", "distance_km", "rtt_ms")
 # The query types `resolve` completes (any other name or number is accepted).
 QUERY_TYPES = ("A", "AAAA", "ANY", "CNAME", "MX", "NS", "SOA", "SRV", "TXT")
+# The consolidated statistics (`stat ...`).
+STAT_VSERVER_COLUMNS = ("name", "state", "health", "active_services", "inactive_services", "hits", "hit_rate",
+                        "persistence_sessions", "persistence_hits", "backup_method_hits", "spillovers",
+                        "backup_vserver_hits", "down_responses")
+STAT_VSERVER_SERVICE_COLUMNS = ("name", "answers", "answer_rate")
+STAT_SERVICE_COLUMNS = ("name", "site", "state", "answers", "answer_rate")
+STAT_CORE_COLUMNS = ("core", "queries", "query_rate", "bytes_in", "bytes_out", "stale_rejected")
+# `-ntimes N` on every stat command: the console repeats it.
+NTIMES = Option("ntimes", "ntimes", "int", "N", "show it N times, once per consolidation round", low=1, local=True)
 # A site emulator's persistence sessions and the RTTs it reports (`show sessions`, `show rtt`).
 SESSION_COLUMNS = ("vserver", "network", "service", "version", "origin", "expires_in")
 RTT_COLUMNS = ("network", "rtt", "source", "probes", "age", "peer")
@@ -331,6 +356,30 @@ GRAMMAR: tuple[Command, ...] = (
         resultKey="result", shape="change",
     ),
     Command(
+        ("stat", "gslb", "vserver"), StatVServers,
+        "Consolidated counters of the vservers (every core's): state, health % (services up), hits and hits/s, "
+        "persistence, backup method, spillover, backup vserver; with NAME, answers per service.",
+        APPLIANCE, arguments=(Argument("NAME", "name", required=False, entity="vserver"),), options=(NTIMES,),
+        shape="statvservers", columns=STAT_VSERVER_COLUMNS,
+    ),
+    Command(
+        ("stat", "gslb", "service"), StatServices,
+        "Consolidated answers per service (by every vserver, on every core), and answers/s.",
+        APPLIANCE, arguments=(Argument("NAME", "name", required=False, entity="service"),), options=(NTIMES,),
+        columns=STAT_SERVICE_COLUMNS,
+    ),
+    Command(
+        ("stat", "cores"), StatCores,
+        "Each core's share of the consolidated counters: queries, queries/s, bytes, stale updates rejected.",
+        APPLIANCE, options=(NTIMES,), columns=STAT_CORE_COLUMNS,
+    ),
+    Command(
+        ("stat", "dns"), StatDNS,
+        "Consolidated DNS counters: queries and queries/s, by type and response code, bytes, drops, truncation, "
+        "rate limiting.",
+        APPLIANCE, options=(NTIMES,), resultKey="result", shape="dns",
+    ),
+    Command(
         ("show", "services"), ShowSiteServices,
         "The site emulator's services, their metrics, and which are pinned.",
         SITE, columns=SITE_SERVICE_COLUMNS,
@@ -382,8 +431,16 @@ GRAMMAR: tuple[Command, ...] = (
         ("help",), None, "This list, or the synopsis of the commands starting with the words given.",
         LOCAL, arguments=(Argument("COMMAND", "topic", required=False),), shape="local",
     ),
+    Command(
+        ("watch",), None,
+        "Run a show or stat command every second until Ctrl-C (with --json: one JSON document per line).",
+        LOCAL, arguments=(Argument("COMMAND", "line"),), shape="local",
+    ),
     Command(("quit",), None, "Leave the console (also: exit).", LOCAL, shape="local"),
 )
+
+# The commands `watch` may repeat: those that change nothing.
+WATCHABLE = ("show", "stat")
 
 _ALIASES = {("exit",): ("quit",)}
 
@@ -436,9 +493,12 @@ def parse(line: str) -> Invocation:
     rest = tokens[len(command.words):]
     if command.words == ("help",):
         return Invocation(command, {"topic": " ".join(rest)})
+    if command.words == ("watch",):
+        return _watch(rest)
 
     positional: list[str] = []
     options: dict[str, Any] = {}
+    settings: dict[str, Any] = {}
     index = 0
     while index < len(rest):
         token = rest[index]
@@ -458,7 +518,7 @@ def parse(line: str) -> Invocation:
             else:
                 hint = f"; {command.name!r} takes no options"
             raise CommandError(f"{command.name}: unknown option {token!r}{hint}")
-        if option.key in options:
+        if option.key in options or option.key in settings:
             raise CommandError(f"{command.name}: {option.spelled} given twice")
         if command.flags:
             options[option.key] = True
@@ -467,7 +527,7 @@ def parse(line: str) -> Invocation:
         if index + 1 >= len(rest):
             raise CommandError(f"{command.name}: {option.spelled} expects {option.expected()}")
         try:
-            options[option.key] = option.convert(rest[index + 1])
+            (settings if option.local else options)[option.key] = option.convert(rest[index + 1])
         except CommandError as e:
             raise CommandError(f"{command.name}: {e}") from None
         index += 2
@@ -492,7 +552,20 @@ def parse(line: str) -> Invocation:
         arguments[command.optionsInto] = [o.key for o in command.options if o.key in options]
     else:
         arguments[command.optionsInto] = options
-    return Invocation(command, arguments)
+    return Invocation(command, arguments, settings)
+
+
+def _watch(rest: list[str]) -> Invocation:
+    """C{watch COMMAND}: the command, to run every second until interrupted."""
+    if not rest:
+        raise CommandError("watch: expected a command (usage: watch COMMAND, e.g. watch stat gslb vserver)")
+    inner = parse(" ".join(rest))
+    if inner.command.amp is None or inner.command.words[0] not in WATCHABLE or inner.settings.get("watch"):
+        name = "watch" if inner.settings.get("watch") else inner.command.name
+        raise CommandError(f"watch: {name!r} cannot be watched (only show and stat commands)")
+    if "ntimes" in inner.settings:
+        raise CommandError("watch: -ntimes repeats already; use one or the other")
+    return Invocation(inner.command, inner.arguments, {"watch": True})
 
 
 # --- rendering ---------------------------------------------------------------------
@@ -542,6 +615,9 @@ def render(invocation: Invocation, result: dict, asJSON: bool) -> str:
     command = invocation.command
     value = _jsonable(result[command.resultKey])
     if asJSON:
+        if invocation.repeats:
+            # One document per line, one line per repetition.
+            return json.dumps(value, sort_keys=True)
         return json.dumps(value, indent=2, sort_keys=True)
     if command.shape == "rows":
         return renderTable(list(value), command.columns)
@@ -571,6 +647,13 @@ def render(invocation: Invocation, result: dict, asJSON: bool) -> str:
         return renderTable([_vserverLine(row) for row in rows], command.columns)
     if command.shape == "resolve":
         return renderResolve(value)
+    if command.shape == "statvservers":
+        rows = list(value)
+        if invocation.arguments.get("name") is not None and len(rows) == 1:
+            return renderStatVServer(rows[0])
+        return renderTable(rows, command.columns)
+    if command.shape == "dns":
+        return renderStatDNS(value)
     if command.shape == "change":
         return renderChange(value)
     raise ValueError(f"no rendering for {command.name!r}")
@@ -643,6 +726,32 @@ def renderVServer(row: dict) -> str:
     lines = [f"vserver {_cell(row.get('name'))}"]
     lines += [f"  {label.ljust(width)}  {text}" for label, text in fields]
     return "\n".join(lines) + "\n" + renderTable(list(row.get("services") or []), VSERVER_SERVICE_COLUMNS)
+
+
+def _fields(pairs: list[tuple[str, Any]]) -> list[str]:
+    width = max(len(label) for label, _ in pairs)
+    return [f"  {label.ljust(width)}  {_cell(value)}" for label, value in pairs]
+
+
+def renderStatVServer(row: dict) -> str:
+    """C{stat gslb vserver NAME}: its counters, then answers per service."""
+    pairs = [(key.replace("_", " "), row.get(key)) for key in STAT_VSERVER_COLUMNS[1:] if key in row]
+    pairs = [(label, f"{value:.1f}%" if label == "health" and isinstance(value, (int, float)) else value)
+             for label, value in pairs]
+    lines = [f"vserver {_cell(row.get('name'))}"] + _fields(pairs)
+    return "\n".join(lines) + "\n" + renderTable(list(row.get("services") or []), STAT_VSERVER_SERVICE_COLUMNS)
+
+
+def renderStatDNS(result: dict) -> str:
+    """C{stat dns}: the totals, then queries by type and responses by code."""
+    keys = ("queries", "query_rate", "bytes_in", "bytes_out", "dropped", "truncated", "rrl_dropped", "rrl_slipped",
+            "round", "control")
+    lines = ["dns"] + _fields([(key.replace("_", " "), result.get(key)) for key in keys if key in result])
+    for title, column, key in (("by type", "qtype", "by_type"), ("by rcode", "rcode", "by_rcode")):
+        counts = result.get(key) or {}
+        lines.append(f"{title}:")
+        lines.append(renderTable([{column: name, "count": n} for name, n in counts.items()], (column, "count")))
+    return "\n".join(lines)
 
 
 def renderResolve(result: dict) -> str:
@@ -788,4 +897,6 @@ def completionTree(entities: Optional[dict[str, list[str]]] = None) -> dict:
                 level = {**options, **level}
             tail = level
         node[command.words[-1]] = tail
+    # `watch` completes the commands it may repeat.
+    tree["watch"] = {word: node for word, node in tree.items() if word in WATCHABLE}
     return tree

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
+import time
 from typing import Optional
 
 DEFAULT_CONTROL = "unix:gslb.ctl"
@@ -19,6 +22,13 @@ EXIT_OK = 0
 EXIT_COMMAND_ERROR = 1
 EXIT_USAGE = 2
 EXIT_UNREACHABLE = 3
+
+# How often `watch` runs its command; `-ntimes` repeats once per
+# consolidation round (the endpoint says how long one is), or this often.
+WATCH_INTERVAL = 1.0
+
+# Clears a terminal and puts the cursor home, before each `watch` refresh.
+CLEAR_SCREEN = "\x1b[H\x1b[2J"
 
 
 def argumentParser() -> argparse.ArgumentParser:
@@ -45,7 +55,7 @@ async def _connect(reactor, description: str):
 
 async def runOnce(reactor, arguments, out=sys.stdout, err=sys.stderr) -> int:
     """Run C{arguments.command}: parse it, call the endpoint, print the result."""
-    from console.commands import CommandError, helpText, parse, render
+    from console.commands import CommandError, helpText, parse
 
     try:
         invocation = parse(arguments.command)
@@ -63,14 +73,102 @@ async def runOnce(reactor, arguments, out=sys.stdout, err=sys.stderr) -> int:
         err.write(f"gslb-console: cannot connect to {arguments.connect}: {_reason(e)} (is the appliance running?)\n")
         return EXIT_UNREACHABLE
     try:
-        result = await connection.callRemote(invocation.command.amp, **invocation.arguments)
-    except Exception as e:
-        err.write(f"gslb-console: {invocation.command.name}: {_reason(e)}\n")
-        return EXIT_COMMAND_ERROR
+        with Interrupt(reactor) as interrupt:
+            return await _repeat(reactor, connection, invocation, arguments, out, err, interrupt)
     finally:
         connection.transport.loseConnection()
-    out.write(render(invocation, result, arguments.json) + "\n")
+
+
+async def _repeat(reactor, connection, invocation, arguments, out, err, interrupt: "Interrupt") -> int:
+    """
+    Call the command and print its result: once, C{-ntimes N} times (once
+    per consolidation round), or, for C{watch}, every second until
+    interrupted (Ctrl-C), which ends it normally.
+    """
+    from console.commands import render
+
+    settings = invocation.settings
+    watch = bool(settings.get("watch"))
+    times = settings.get("ntimes", 1)
+    clear = watch and not arguments.json and _isTerminal(out)
+    done = 0
+    while not interrupt.interrupted:
+        try:
+            result = await connection.callRemote(invocation.command.amp, **invocation.arguments)
+        except Exception as e:
+            err.write(f"gslb-console: {invocation.command.name}: {_reason(e)}\n")
+            return EXIT_COMMAND_ERROR
+        text = render(invocation, result, arguments.json)
+        if clear:
+            stamp = time.strftime("%H:%M:%S")
+            text = f"{CLEAR_SCREEN}Every {WATCH_INTERVAL:g}s: {arguments.command.strip()}    {stamp}\n\n{text}"
+        elif done and invocation.repeats and not arguments.json:
+            text = "\n" + text
+        out.write(text + "\n")
+        _flush(out)
+        done += 1
+        if not watch and done >= times:
+            break
+        await interrupt.sleep(WATCH_INTERVAL if watch else (result.get("interval") or WATCH_INTERVAL))
     return EXIT_OK
+
+
+class Interrupt:
+    """
+    While a command repeats, Ctrl-C (SIGINT) ends the repetition, not the
+    console: the handler is the process's only while it lasts, and only
+    with a real reactor in the main thread (a test's Clock gets none).
+    """
+
+    def __init__(self, reactor) -> None:
+        self.reactor = reactor
+        self.interrupted = False
+        self._previous = None
+        self._waiting = None
+
+    def __enter__(self) -> "Interrupt":
+        if hasattr(self.reactor, "callFromThread") and threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._signalled)
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+
+    def _signalled(self, signum, frame) -> None:
+        # Signal-safe: the reactor runs it in its own time.
+        self.reactor.callFromThread(self.interrupt)
+
+    def interrupt(self) -> None:
+        self.interrupted = True
+        if self._waiting is not None and not self._waiting.called:
+            self._waiting.cancel()
+
+    async def sleep(self, seconds: float) -> None:
+        """Wait C{seconds}, or until interrupted."""
+        from twisted.internet import defer, task
+
+        self._waiting = task.deferLater(self.reactor, seconds, lambda: None)
+        try:
+            await self._waiting
+        except defer.CancelledError:
+            pass
+        finally:
+            self._waiting = None
+
+
+def _isTerminal(out) -> bool:
+    try:
+        return out.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def _flush(out) -> None:
+    flush = getattr(out, "flush", None)
+    if flush is not None:
+        flush()
 
 
 def makeCompleter(entities: Optional[dict[str, list[str]]] = None):

@@ -93,6 +93,9 @@ class Consolidation:
         # Totals as of the last two closed rounds (rates are between them).
         self.closedTotals: Values = {}
         self.previousTotals: Values = {}
+        # The table itself as of the last two closed rounds (per-core figures).
+        self.closedTable: dict[str, Values] = {}
+        self.previousTable: dict[str, Values] = {}
         self.previousAt: Optional[float] = None
 
     # --- on the control core ---------------------------------------------------------
@@ -141,6 +144,8 @@ class Consolidation:
             return
         self.previousTotals = self.closedTotals
         self.closedTotals = dict(self._totals)
+        self.previousTable = self.closedTable
+        self.closedTable = {incarnation: dict(values) for incarnation, values in self.table.items()}
         self.previousAt = self.roundAt
         self.round = round
         self.roundAt = at
@@ -166,6 +171,7 @@ class Consolidation:
             self.round = snapshot["round"]
             self.roundAt = snapshot.get("at")
             self.closedTotals = dict(self._totals)
+            self.closedTable = {incarnation: dict(values) for incarnation, values in self.table.items()}
 
     def _apply(self, incarnation: str, grown: Mapping[str, int]) -> None:
         known = self.table[incarnation]

@@ -13,6 +13,7 @@ Pipes, as seen by the child (after ampoule):
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import sys
@@ -60,10 +61,15 @@ from gslb_twisted.protocol.commands import (
     ShowServices,
     ShowSites,
     ShowVServers,
+    StatCores,
+    StatDNS,
+    StatServices,
+    StatVServers,
     normaliseAddress,
     normaliseQType,
 )
 from gslb_twisted.respawn import RespawnPolicy
+from gslb_twisted.statistics import statCoreRows, statDNS, statServiceRows, statVServerRows
 
 # The child's end of the AMP pipes.
 CHILD_AMP_IN = 3
@@ -76,6 +82,13 @@ BOOT_DEADLINE = 10.0
 
 # How long `show cores` waits for a core's own figures.
 STATUS_TIMEOUT = 1.0
+
+# The sender of what the supervisor itself delivers to the cores on the hub.
+SUPERVISOR_SENDER = -1
+
+# The topic announcing which cores serve (the lowest leads the consolidation
+# rounds: see gslb_twisted.core.stats).
+TOPIC_STATS_CONTROL = "stats.control"
 
 # How long a console command waits for a core to explain an answer, or for
 # every core to apply a runtime change.
@@ -355,6 +368,16 @@ class Hub:
             self.connections[core].callRemote(Deliver, sender=sender, topic=topic, body=body)
             self.relayed += 1
 
+    def tell(self, topic: str, body: bytes, cores: Optional[Sequence[int]] = None) -> None:
+        """
+        Deliver the supervisor's own message (sender L{SUPERVISOR_SENDER})
+        to every linked core, or to C{cores}: on the same pipes as the
+        relayed messages, so in order with them.
+        """
+        for core in sorted(self.connections if cores is None else cores):
+            if core in self.connections:
+                self.connections[core].callRemote(Deliver, sender=SUPERVISOR_SENDER, topic=topic, body=body)
+
     # Mastership
 
     def masters(self) -> list:
@@ -566,6 +589,8 @@ class CoreMonitor(Service):
         # What the console changed: handed to every core, and to every core
         # that joins.
         self.runtime = emptyRuntime()
+        # The serving cores as last announced on stats.control.
+        self._announcedServing: Optional[list[int]] = None
 
     # Service
 
@@ -597,6 +622,8 @@ class CoreMonitor(Service):
                 self._terminate(slot)
             else:
                 slot.state = "stopped"
+        # Once, for all: no core serves any more.
+        self.announceServing()
         return defer.DeferredList(waiting).addCallback(lambda _: None)
 
     # Spawning and ending
@@ -622,6 +649,7 @@ class CoreMonitor(Service):
         slot.state = "starting"
         slot.startedAt = self.reactor.seconds()
         self.hub.join(slot.core, protocol.connection)
+        self.announceServing(joined=slot.core)
         self.log.info("core {core} spawned, pid {pid}", core=slot.core, pid=slot.pid)
         if slot.restarts:
             # Sites orphaned while no core was alive get a master again.
@@ -634,6 +662,7 @@ class CoreMonitor(Service):
         if slot.state == "starting":
             slot.state = "up"
         self.log.info("core {core} (pid {pid}) is serving", core=slot.core, pid=pid)
+        self.announceServing()
 
     def coreEnded(self, slot: CoreSlot, reason: Failure) -> None:
         if slot.protocol is not None:
@@ -652,6 +681,7 @@ class CoreMonitor(Service):
         if not self.running:
             slot.state = "stopped"
             self.log.info("core {core} stopped", core=slot.core)
+            self.announceServing()
             return
         self.log.warn(
             "core {core} ended unexpectedly ({reason}) after {lifetime:.1f}s",
@@ -660,6 +690,22 @@ class CoreMonitor(Service):
             lifetime=lifetime,
         )
         self._scheduleRestart(slot, lifetime)
+        self.announceServing()
+
+    def announceServing(self, joined: Optional[int] = None) -> None:
+        """
+        Tell every linked core which cores serve (C{stats.control}, from
+        the supervisor), whenever that set changes: the lowest of them leads
+        the consolidation rounds.  A core that just joined (C{joined}) is
+        told the set as it stands.
+        """
+        serving = self.servingCores()
+        body = json.dumps({"serving": serving}).encode()
+        if serving != self._announcedServing:
+            self._announcedServing = serving
+            self.hub.tell(TOPIC_STATS_CONTROL, body)
+        elif joined is not None:
+            self.hub.tell(TOPIC_STATS_CONTROL, body, [joined])
 
     def _scheduleRestart(self, slot: CoreSlot, lifetime: float) -> None:
         slot.state = "down"
@@ -722,6 +768,29 @@ class CoreMonitor(Service):
         return gathered.addCallback(
             lambda results: {core: value for core, (ok, value) in zip(cores, results) if ok}
         )
+
+    def statsView(self, timeout: float = STATUS_TIMEOUT) -> defer.Deferred:
+        """
+        The consolidated counters as the lowest serving core holds them
+        (C{CoreInspect(what="stats")}, see C{CoreGSLB.statsView}).
+
+        @raise CoreUnavailable: no core serves, or it cannot tell.
+        """
+        try:
+            core = self.servingCore()
+        except CoreUnavailable as e:
+            return defer.fail(e)
+
+        def unknown(failure: Failure):
+            failure.trap(NoSuchEntity)
+            raise CoreUnavailable(f"core {core} cannot show statistics ({_message(failure.value)})")
+
+        d = self.callCore(core, CoreInspect, timeout, what="stats")
+        return d.addCallback(lambda response: response["result"]).addErrback(unknown)
+
+    def consolidationInterval(self) -> Optional[float]:
+        """Seconds between consolidation rounds, as the cores' topology says (None: unknown)."""
+        return None if self.topology is None else self.topology.appliance.consolidation_interval
 
     def servingCores(self) -> list[int]:
         """The cores that answer DNS now, lowest first."""
@@ -814,6 +883,10 @@ class CoreMonitor(Service):
 
     def _remember(self, status: dict, slot: CoreSlot) -> None:
         slot.queries = status["queries"]
+
+    def coreRows(self) -> list[dict]:
+        """One row per core slot as the supervisor knows it now (C{show cores} without asking)."""
+        return self._rows()
 
     def _rows(self) -> list[dict]:
         now = self.reactor.seconds()
@@ -984,6 +1057,38 @@ class ControlProtocol(amp.AMP):
 
         d = self.monitor.callCore(core, CoreInspect, STATUS_TIMEOUT, what="vservers")
         return d.addCallback(lambda response: response["result"]).addErrback(unknown).addCallback(pick)
+
+    # Consolidated statistics
+
+    def _withStats(self, compute) -> defer.Deferred:
+        """
+        C{compute(view)} over the consolidated counters as the lowest
+        serving core holds them (every core holds a replica; the lowest
+        serving one is also the control core, whose table is the newest),
+        with the consolidation interval for a console that repeats.
+        """
+        d = self.monitor.statsView()
+        d.addCallback(compute)
+        interval = self.monitor.consolidationInterval()
+        if interval is not None:
+            d.addCallback(lambda response: {**response, "interval": interval})
+        return d
+
+    @StatVServers.responder
+    def statVServers(self, name: Optional[str] = None) -> defer.Deferred:
+        return self._withStats(lambda view: {"rows": statVServerRows(view, name)})
+
+    @StatServices.responder
+    def statServices(self, name: Optional[str] = None) -> defer.Deferred:
+        return self._withStats(lambda view: {"rows": statServiceRows(view, name)})
+
+    @StatCores.responder
+    def statCores(self) -> defer.Deferred:
+        return self._withStats(lambda view: {"rows": statCoreRows(view)})
+
+    @StatDNS.responder
+    def statDNS(self) -> defer.Deferred:
+        return self._withStats(lambda view: {"result": statDNS(view)})
 
     @Resolve.responder
     def resolve(

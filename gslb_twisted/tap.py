@@ -8,6 +8,7 @@ import os
 import sys
 
 from twisted.application.internet import StreamServerEndpointService
+from twisted.application.service import MultiService
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.protocol import Factory
 from twisted.python import usage
@@ -45,6 +46,12 @@ class Options(usage.Options):
         ["cores", None, None, "Core processes: a number or 'auto' (default: the topology's)."],
         ["control", None, None, "Control endpoint for gslb-console (default: the topology's)."],
         ["log-format", None, "text", "Log format: text or json (one JSON object per line)."],
+        [
+            "metrics",
+            None,
+            None,
+            "Serve Prometheus metrics on /metrics at this endpoint, e.g. tcp:9153:interface=127.0.0.1 (default: none).",
+        ],
         [
             "socket-sharing",
             None,
@@ -171,4 +178,25 @@ def makeService(options: Options):
     StreamServerEndpointService(
         endpoint, Factory.forProtocol(lambda: ControlProtocol(monitor))
     ).setServiceParent(root)
+    if options["metrics"]:
+        metricsService(reactor, options["metrics"], monitor, topology).setServiceParent(root)
     return root
+
+
+def metricsService(reactor, description: str, monitor: CoreMonitor, topology: Topology) -> MultiService:
+    """
+    C{/metrics} at C{description}: prometheus_client's Twisted resource
+    over a registry of our own, whose collector answers from a cache the
+    exporter refreshes every consolidation interval.
+    """
+    from gslb_twisted.exporter import MetricsExporter, metricsSite
+
+    try:
+        endpoint = serverFromString(reactor, description)
+    except ValueError as e:
+        raise SystemExit(f"twistd gslb: --metrics {description!r}: {e}") from None
+    service = MultiService()
+    exporter = MetricsExporter(monitor, reactor, topology.appliance.consolidation_interval)
+    exporter.setServiceParent(service)
+    StreamServerEndpointService(endpoint, metricsSite(exporter.registry)).setServiceParent(service)
+    return service

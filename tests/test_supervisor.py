@@ -290,10 +290,12 @@ class HubTests(SynchronousTestCase):
         for n in range(3):
             reactor.spawned[0]["protocol"].childDataReceived(4, boxBytes(Publish, topic="t", body=b"m%d" % n))
         delivered = b"".join(data for fd, data in reactor.spawned[1]["process"].written)
-        boxes = amp.parse(io.BytesIO(delivered))
+        # (The supervisor's own stats.control announcement comes first.)
+        boxes = [b for b in amp.parse(io.BytesIO(delivered)) if b[b"topic"] == b"t"]
         self.assertEqual([b[b"body"] for b in boxes], [b"m0", b"m1", b"m2"])
         self.assertEqual({b[b"sender"] for b in boxes}, {b"0"})
-        self.assertEqual(reactor.spawned[0]["process"].written, [])
+        toSender = amp.parse(io.BytesIO(b"".join(data for fd, data in reactor.spawned[0]["process"].written)))
+        self.assertEqual([b for b in toSender if b[b"topic"] == b"t"], [])
 
 
 class ControlEndpointTests(SynchronousTestCase):
@@ -873,3 +875,88 @@ class TopologyForRuntimeTests(SynchronousTestCase):
         monitor.startService()
         failure = self.failureResultOf(ControlProtocol(monitor).setVServer("www", "ROUNDROBIN"), CoreUnavailable)
         self.assertIn("could not read the topology", str(failure.value))
+
+
+class ServingAnnouncementTests(SynchronousTestCase):
+    """
+    The supervisor tells every core which cores serve (stats.control, from
+    sender -1) whenever that set changes, and a joining core as it stands:
+    the lowest serving core leads the consolidation rounds.
+    """
+
+    def setUp(self):
+        self.reactor, self.monitor = makeMonitor(2)
+        self.monitor.startService()
+        self.spawned = self.reactor.spawned
+
+    def announced(self, index: int) -> list:
+        """The serving sets core C{index}'s pipes were told, oldest first (all of its processes)."""
+        return [
+            json.loads(box[b"body"])["serving"]
+            for box in boxesTo(self.spawned[index])
+            if box.get(b"_command") == b"Deliver" and box[b"topic"] == b"stats.control"
+        ]
+
+    def test_announcedFromTheSupervisor(self):
+        ready(self.spawned[0], 0)
+        [box] = [b for b in boxesTo(self.spawned[1]) if b.get(b"topic") == b"stats.control" and b"[0]" in b[b"body"]]
+        self.assertEqual(box[b"sender"], b"-1")
+        # Fire-and-forget, like every hub delivery.
+        self.assertNotIn(b"_ask", box)
+
+    def test_eachChangeToEveryCore(self):
+        # Nobody serves while the cores join; then they come up one by one.
+        self.assertEqual(self.announced(0), [[]])
+        self.assertEqual(self.announced(1), [[]])
+        ready(self.spawned[1], 1)
+        ready(self.spawned[0], 0)
+        for index in (0, 1):
+            self.assertEqual(self.announced(index), [[], [1], [0, 1]])
+
+    def test_noChangeNoAnnouncement(self):
+        ready(self.spawned[0], 0)
+        ready(self.spawned[0], 0)
+        self.monitor.announceServing()
+        self.assertEqual(self.announced(1), [[], [0]])
+
+    def test_deadCoreLeavesTheSetAndItsSuccessorJoins(self):
+        ready(self.spawned[0], 0)
+        ready(self.spawned[1], 1)
+        endProcess(self.spawned[0])
+        # The control role moves to core 1 at once.
+        self.assertEqual(self.announced(1), [[], [0], [0, 1], [1]])
+        self.reactor.advance(POLICY.minDelay)
+        successor = self.spawned[2]
+        self.assertEqual(successor["args"][-1], "0")
+        # The new core 0 is told the set as it stands, the others nothing new.
+        self.assertEqual(self.announced(2), [[1]])
+        self.assertEqual(self.announced(1), [[], [0], [0, 1], [1]])
+        ready(successor, 0)
+        self.assertEqual(self.announced(2), [[1], [0, 1]])
+        self.assertEqual(self.announced(1)[-1], [0, 1])
+
+    def test_inOrderWithRelayedMessages(self):
+        """On a core's pipe the announcement keeps its place among the messages other cores published."""
+        ready(self.spawned[1], 1)
+        self.spawned[1]["protocol"].childDataReceived(4, boxBytes(Publish, topic="stats.round", body=b"r1"))
+        ready(self.spawned[0], 0)
+        self.spawned[1]["protocol"].childDataReceived(4, boxBytes(Publish, topic="stats.round", body=b"r2"))
+        order = [
+            (box[b"topic"], box[b"body"]) for box in boxesTo(self.spawned[0]) if box.get(b"_command") == b"Deliver"
+        ]
+        self.assertEqual(order, [
+            (b"stats.control", b'{"serving": []}'),
+            (b"stats.control", b'{"serving": [1]}'),
+            (b"stats.round", b"r1"),
+            (b"stats.control", b'{"serving": [0, 1]}'),
+            (b"stats.round", b"r2"),
+        ])
+
+    def test_stoppingAnnouncesNobodyOnce(self):
+        ready(self.spawned[0], 0)
+        ready(self.spawned[1], 1)
+        self.monitor.stopService()
+        self.assertEqual(self.announced(1), [[], [0], [0, 1], []])
+        for spawn in self.spawned:
+            endProcess(spawn, "TERM")
+        self.assertEqual(self.announced(1), [[], [0], [0, 1], []])

@@ -181,13 +181,15 @@ class CoreStats:
     def view(self) -> dict:
         """What C{stat} commands read: totals, rates, per-core figures."""
         consolidation = self.consolidation
-        perCore: dict[int, dict[str, int]] = {}
-        # (Per core: as merged so far.)
-        for incarnation, values in consolidation.table.items():
-            core = self.cores.get(incarnation, -1)
-            bucket = perCore.setdefault(core, {})
-            for key, value in values.items():
-                bucket[key] = bucket.get(key, 0) + value
+
+        def perCore(table: dict) -> dict[str, dict[str, int]]:
+            cores: dict[str, dict[str, int]] = {}
+            for incarnation, values in table.items():
+                bucket = cores.setdefault(str(self.cores.get(incarnation, -1)), {})
+                for key, value in values.items():
+                    bucket[key] = bucket.get(key, 0) + value
+            return cores
+
         return {
             "round": consolidation.round,
             "at": consolidation.roundAt,
@@ -199,5 +201,7 @@ class CoreStats:
             # As of the last closed round: the same on every core.
             "totals": dict(consolidation.closedTotals),
             "previous": dict(consolidation.previousTotals),
-            "cores": {str(core): values for core, values in perCore.items()},
+            # Per core, as of the same two rounds.
+            "cores": perCore(consolidation.closedTable),
+            "cores_previous": perCore(consolidation.previousTable),
         }

@@ -427,6 +427,59 @@ class DisableService(amp.Command):
     errors = {NoSuchEntity: b"NO_SUCH_ENTITY", CoreUnavailable: b"CORE_UNAVAILABLE"}
 
 
+# --- gslb-console -> supervisor: consolidated statistics -----------------------------
+#
+# Read from the lowest serving core's replica of the consolidated counters
+# (CoreInspect what="stats").  Rates are per second between the last two
+# consolidation rounds, null before two rounds.  C{interval}: the
+# consolidation interval, how often repeating the command shows news.
+
+
+class StatVServers(amp.Command):
+    """
+    C{stat gslb vserver [NAME]}: list of {name, state, health (% of bound
+    services up), active_services, inactive_services, hits, hit_rate,
+    persistence_sessions, persistence_hits, persistence_misses,
+    backup_method_hits, spillovers, backup_vserver_hits, down_responses,
+    services: [{name, answers, answer_rate}]}.
+    """
+
+    arguments = [(b"name", amp.Unicode(optional=True))]
+    response = [(b"rows", LargeJSON()), (b"interval", amp.Float(optional=True))]
+    errors = {NoSuchEntity: b"NO_SUCH_ENTITY", CoreUnavailable: b"CORE_UNAVAILABLE"}
+
+
+class StatServices(amp.Command):
+    """C{stat gslb service [NAME]}: list of {name, site, state, answers, answer_rate}."""
+
+    arguments = [(b"name", amp.Unicode(optional=True))]
+    response = [(b"rows", LargeJSON()), (b"interval", amp.Float(optional=True))]
+    errors = {NoSuchEntity: b"NO_SUCH_ENTITY", CoreUnavailable: b"CORE_UNAVAILABLE"}
+
+
+class StatCores(amp.Command):
+    """
+    C{stat cores}: list of {core, queries, query_rate, bytes_in, bytes_out,
+    stale_rejected}, each core's share of the consolidated counters.
+    """
+
+    arguments: list = []
+    response = [(b"rows", LargeJSON()), (b"interval", amp.Float(optional=True))]
+    errors = {CoreUnavailable: b"CORE_UNAVAILABLE"}
+
+
+class StatDNS(amp.Command):
+    """
+    C{stat dns}: {queries, query_rate, by_type: {A: n, ...}, by_rcode:
+    {NOERROR: n, ...}, bytes_in, bytes_out, dropped, truncated, rrl_dropped,
+    rrl_slipped, round, control}.
+    """
+
+    arguments: list = []
+    response = [(b"result", LargeJSON()), (b"interval", amp.Float(optional=True))]
+    errors = {CoreUnavailable: b"CORE_UNAVAILABLE"}
+
+
 # --- gslb-console -> site emulator control endpoint ----------------------------------
 
 
