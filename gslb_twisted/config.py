@@ -207,6 +207,9 @@ class SiteEmulator:
     peers: tuple[MEPPeer, ...] = ()
     # Emulated RTT (ms) to client networks, overriding the location model.
     rtt: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
+    # Named timelines the console starts (`set scenario NAME`), their times
+    # counting from then: name -> events.
+    scenarios: Mapping[str, tuple[TimelineEvent, ...]] = field(default_factory=lambda: MappingProxyType({}))
 
 
 @dataclass(frozen=True)
@@ -669,12 +672,30 @@ def _emulator(path: str, label: str, raw: Any) -> SiteEmulator:
     for key, value in (("timeline", timeline), ("peers", peers)):
         if not isinstance(value, list):
             raise t.error(key, "expected an array of tables", value)
+    scenarios = t.get("scenarios", lambda v: v, "a table of name = [ { at, service, ... }, ... ]", {})
+    if not isinstance(scenarios, dict):
+        raise t.error("scenarios", "expected a table of name = [ { at, service, ... }, ... ]", scenarios)
+    for name, events in scenarios.items():
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
+            raise t.error(
+                f"scenarios.{name}", "expected a scenario name of letters, digits, '-', '_' and '.' (one word "
+                "for `set scenario NAME`)", name,
+            )
+        if not isinstance(events, list) or not events:
+            raise t.error(f"scenarios.{name}", "expected a non-empty array of { at, service, ... } tables", events)
     emulator = SiteEmulator(
         control=t.get("control", _endpoint, 'an endpoint string such as "unix:east.ctl"', None),
         seed=t.get("seed", _int(0), "a non-negative integer", None),
-        timeline=tuple(_timelineEvent(path, t.label, raw, i) for i, raw in enumerate(timeline)),
+        timeline=tuple(_timelineEvent(path, f"{t.label} timeline[{i}]", raw) for i, raw in enumerate(timeline)),
         peers=tuple(_peer(path, t.label, raw, i) for i, raw in enumerate(peers)),
         rtt=MappingProxyType(t.get("rtt", _rttTable, 'a table of client network = milliseconds, e.g. { "198.51.100.0/24" = 40.0 }', {})),
+        scenarios=MappingProxyType({
+            name: tuple(
+                _timelineEvent(path, f"{t.label} scenarios.{name}[{i}]", raw, "the scenario's start")
+                for i, raw in enumerate(events)
+            )
+            for name, events in scenarios.items()
+        }),
     )
     t.finish()
     return emulator
@@ -706,9 +727,10 @@ SERVICE_METRICS: dict[str, tuple[Callable[[Any], Any], str]] = {
 }
 
 
-def _timelineEvent(path: str, label: str, raw: Any, index: int) -> TimelineEvent:
-    t = _Table(path, f"{label} emulator timeline[{index}]", raw)
-    at = t.get("at", _number(0), "a number of seconds from the emulator's start")
+def _timelineEvent(path: str, label: str, raw: Any, start: str = "the emulator's start") -> TimelineEvent:
+    """One event of a timeline or a scenario; C{label} names its table (C{... timeline[2]})."""
+    t = _Table(path, label, raw)
+    at = t.get("at", _number(0), f"a number of seconds from {start}")
     service = t.get("service", _str, "the name of a [[service]] of this site")
     values = {}
     for metric, (check, expected) in SERVICE_METRICS.items():
@@ -1002,12 +1024,17 @@ def parseTopology(document: dict, path: str) -> Topology:
                 service.site,
             )
     for site in sites:
-        for i, event in enumerate(site.emulator.timeline if site.emulator else ()):
+        if site.emulator is None:
+            continue
+        scripted = [(f"timeline[{i}]", event) for i, event in enumerate(site.emulator.timeline)]
+        for name, events in site.emulator.scenarios.items():
+            scripted += [(f"scenarios.{name}[{i}]", event) for i, event in enumerate(events)]
+        for where, event in scripted:
             owner = serviceByName.get(event.service)
             if owner is None or owner.site != site.name:
                 ownServices = sorted(s.name for s in services if s.site == site.name)
                 raise ConfigError(
-                    path, f"[[site]] {site.name!r} emulator timeline[{i}]", "service",
+                    path, f"[[site]] {site.name!r} emulator {where}", "service",
                     "expected a [[service]] of this site (" + ", ".join(ownServices) + ")",
                     event.service,
                 )

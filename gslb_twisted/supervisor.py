@@ -31,7 +31,7 @@ from zope.interface import implementer
 
 from gslb_twisted.config import LB_METHODS, ConfigError, Topology, loadTopology
 from gslb_twisted.endpoints import DNSEndpoint, bindDNSSocket
-from gslb_twisted.logs import publishCoreEvent
+from gslb_twisted.logs import ConsoleSubscribers, consoleEvent, describeAddress, publishCoreEvent, siteTransitionEvent
 from gslb_twisted.mastership import ClaimTable, pickCore
 from gslb_twisted.protocol.commands import (
     ApplyRuntime,
@@ -65,11 +65,13 @@ from gslb_twisted.protocol.commands import (
     StatDNS,
     StatServices,
     StatVServers,
+    Subscribe,
+    Unsubscribe,
     normaliseAddress,
     normaliseQType,
 )
 from gslb_twisted.respawn import RespawnPolicy
-from gslb_twisted.statistics import statCoreRows, statDNS, statServiceRows, statVServerRows
+from gslb_twisted.statistics import DNS, rate, statCoreRows, statDNS, statServiceRows, statVServerRows
 
 # The child's end of the AMP pipes.
 CHILD_AMP_IN = 3
@@ -255,9 +257,12 @@ class CoreConnection(amp.AMP):
     @LogEvent.responder
     def logEvent(self, event: str) -> dict:
         try:
-            publishCoreEvent(event, self.slot.core)
+            published = publishCoreEvent(event, self.slot.core)
         except ValueError:
             self.log.warn("core {core} sent an unreadable log event", core=self.slot.core)
+            return {}
+        if published is not None:
+            self.supervisor.coreLogged(published)
         return {}
 
 
@@ -351,6 +356,11 @@ class Hub:
         # hands out the first connections.
         self.preferred = {site: index % max(coreCount, 1) for index, site in enumerate(sorted(sites))}
         self.booting = True
+        # Told of every change of master, after the cores:
+        # (site, core or None, epoch, previous core or None, reason or None).
+        self.onMasterChange: Callable[[str, Optional[int], int, Optional[int], Optional[str]], None] = (
+            lambda site, core, epoch, previous, reason: None
+        )
 
     def join(self, core: int, connection: amp.AMP) -> None:
         self.connections[core] = connection
@@ -391,12 +401,18 @@ class Hub:
             rows.append([site, claim.core, claim.epoch] if claim is not None else [site, None, epoch])
         return rows
 
-    def _announce(self, site: str, core: Optional[int], epoch: int) -> None:
+    def _announce(
+        self, site: str, core: Optional[int], epoch: int, previous: Optional[int] = None, reason: Optional[str] = None
+    ) -> None:
         for connection in [self.connections[c] for c in sorted(self.connections)]:
             if core is None:
                 connection.callRemote(MasterChanged, site=site, epoch=epoch)
             else:
                 connection.callRemote(MasterChanged, site=site, core=core, epoch=epoch)
+        try:
+            self.onMasterChange(site, core, epoch, previous, reason)
+        except Exception:
+            self.log.failure("telling the consoles that site {site} changed master", site=site)
 
     def claim(self, site: str, core: int, takeover: bool = False):
         before = self.claims.holder(site)
@@ -413,7 +429,7 @@ class Hub:
             self.log.info(
                 "core {core} masters site {site} (epoch {epoch})", core=core, site=site, epoch=claim.epoch
             )
-            self._announce(site, core, claim.epoch)
+            self._announce(site, core, claim.epoch, None if before is None else before.core)
         return claim
 
     def _mayTakeOver(self, core: int, site: str) -> bool:
@@ -431,7 +447,7 @@ class Hub:
 
     def release(self, site: str, core: int, epoch: int) -> None:
         if self.claims.release(site, core, epoch):
-            self._announce(site, None, epoch)
+            self._announce(site, None, epoch, core, "released")
             if site in self.assignable:
                 self.assignUnclaimed()
 
@@ -456,7 +472,7 @@ class Hub:
         for site in self.claims.coreDied(core):
             epoch = self.claims.lastEpoch[site]
             self.log.info("site {site} lost its master, core {core}", site=site, core=core)
-            self._announce(site, None, epoch)
+            self._announce(site, None, epoch, core, "core ended")
         self.assignUnclaimed()
 
 
@@ -527,6 +543,105 @@ def withService(state: dict, service: str, enabled: bool) -> dict:
     return {"lb_method": dict(state.get("lb_method", {})), "disabled": sorted(disabled)}
 
 
+# --- events for the consoles -------------------------------------------------------
+#
+# What a subscribed console is told (AMP ConsoleEvent): built by these pure
+# functions from what the supervisor sees happen, pushed by the monitor's
+# ConsoleSubscribers.  Site DOWN/UP events come from the master core's log
+# (gslb_twisted.logs.siteTransitionEvent).
+
+
+def masterEvent(
+    now: float, site: str, core: Optional[int], epoch: int,
+    previous: Optional[int] = None, reason: Optional[str] = None,
+) -> dict:
+    """
+    A "master" event: C{core} masters C{site} from C{epoch} on (C{None}:
+    nobody does; C{previous} released it, or ended: C{reason}).
+    """
+    if core is not None:
+        text = f"core {core} masters site {site} (epoch {epoch})"
+        if previous is not None and previous != core:
+            text += f", taken over from core {previous}"
+    elif reason == "core ended":
+        text = f"site {site} has no master: core {previous} ended"
+    elif previous is not None:
+        text = f"site {site} has no master: core {previous} released it"
+    else:
+        text = f"site {site} has no master"
+    return consoleEvent(now, "master", text, site=site, core=core, epoch=epoch, previous_core=previous, reason=reason)
+
+
+def coreEvent(
+    now: float, core: int, state: str, pid: Optional[int] = None, reason: Optional[str] = None,
+    lifetime: Optional[float] = None, restartIn: Optional[float] = None,
+) -> dict:
+    """
+    A "core" event: core C{core} C{state} ("died", "respawned" or
+    "serving").
+    """
+    if state == "died":
+        text = f"core {core} died ({reason or 'no reason given'})"
+        if lifetime is not None:
+            text += f" after {lifetime:.1f}s"
+        if restartIn is not None:
+            text += f", respawn in {restartIn:.1f}s"
+    elif state == "respawned":
+        text = f"core {core} respawned" + (f", pid {pid}" if pid is not None else "")
+    elif state == "serving":
+        text = f"core {core} is serving" + (f" (pid {pid})" if pid is not None else "")
+    else:
+        text = f"core {core} is {state}"
+    return consoleEvent(
+        now, "core", text, core=core, state=state, pid=pid, reason=reason,
+        lifetime=None if lifetime is None else round(lifetime, 3),
+        restart_in=None if restartIn is None else round(restartIn, 3),
+    )
+
+
+def processEndReason(reason: Failure) -> str:
+    """How a process ended, in a few words: C{killed by signal 9}, C{exit code 1}."""
+    value = reason.value
+    if isinstance(value, error.ProcessTerminated):
+        if value.signal is not None:
+            return f"killed by signal {value.signal}"
+        return f"exit code {value.exitCode}"
+    if isinstance(value, error.ProcessDone):
+        return "exit code 0"
+    return reason.getErrorMessage()
+
+
+def applianceToolbar(cores: Sequence[dict], sites: Optional[Sequence[dict]], view: Optional[dict]) -> dict:
+    """
+    The console's toolbar: cores up (C{cores}: one row per core slot, with
+    its C{state}), sites up and down (C{sites}: rows of C{show gslb site}
+    as one core holds them; C{None}: unknown) and queries per second (from
+    C{view}, the consolidated counters: between the last two rounds; None
+    before two rounds or when unknown).
+    """
+    state: dict = {
+        "cores_up": sum(1 for row in cores if row.get("state") == "up"),
+        "cores": len(cores),
+        "sites_up": None,
+        "sites_down": None,
+        "sites": None,
+        "qps": None,
+    }
+    if sites is not None:
+        up = sum(1 for row in sites if row.get("state") == "UP")
+        state.update(sites_up=up, sites_down=len(sites) - up, sites=len(sites))
+    if view is not None:
+        state["qps"] = rate(view, *DNS, "queries")
+    return state
+
+
+def applianceToolbarText(state: dict) -> str:
+    """The toolbar as one line: C{cores 2/2 up, sites 3 up 0 down, 1520.5 q/s}."""
+    sites = "sites ?" if state.get("sites_up") is None else f"sites {state['sites_up']} up {state['sites_down']} down"
+    qps = "? q/s" if state.get("qps") is None else f"{state['qps']:g} q/s"
+    return f"cores {state.get('cores_up')}/{state.get('cores')} up, {sites}, {qps}"
+
+
 # --- the cores ------------------------------------------------------------------
 
 
@@ -591,6 +706,9 @@ class CoreMonitor(Service):
         self.runtime = emptyRuntime()
         # The serving cores as last announced on stats.control.
         self._announcedServing: Optional[list[int]] = None
+        # The consoles subscribed to events.
+        self.events = ConsoleSubscribers(reactor, self.toolbarState, applianceToolbarText)
+        self.hub.onMasterChange = self._masterChanged
 
     # Service
 
@@ -624,6 +742,7 @@ class CoreMonitor(Service):
                 slot.state = "stopped"
         # Once, for all: no core serves any more.
         self.announceServing()
+        self.events.stop()
         return defer.DeferredList(waiting).addCallback(lambda _: None)
 
     # Spawning and ending
@@ -652,6 +771,7 @@ class CoreMonitor(Service):
         self.announceServing(joined=slot.core)
         self.log.info("core {core} spawned, pid {pid}", core=slot.core, pid=slot.pid)
         if slot.restarts:
+            self.events.emit(coreEvent(self.reactor.seconds(), slot.core, "respawned", pid=slot.pid))
             # Sites orphaned while no core was alive get a master again.
             self.hub.assignUnclaimed()
 
@@ -663,6 +783,7 @@ class CoreMonitor(Service):
             slot.state = "up"
         self.log.info("core {core} (pid {pid}) is serving", core=slot.core, pid=pid)
         self.announceServing()
+        self.events.emit(coreEvent(self.reactor.seconds(), slot.core, "serving", pid=pid))
 
     def coreEnded(self, slot: CoreSlot, reason: Failure) -> None:
         if slot.protocol is not None:
@@ -674,6 +795,7 @@ class CoreMonitor(Service):
         slot.killCall = None
         now = self.reactor.seconds()
         lifetime = now - slot.startedAt if slot.startedAt is not None else 0.0
+        pid = slot.pid
         slot.process = None
         slot.protocol = None
         slot.pid = None
@@ -691,6 +813,49 @@ class CoreMonitor(Service):
         )
         self._scheduleRestart(slot, lifetime)
         self.announceServing()
+        self.events.emit(coreEvent(
+            now, slot.core, "died", pid=pid, reason=processEndReason(reason), lifetime=lifetime,
+            restartIn=slot.restartCall.getTime() - now if slot.restartCall is not None else None,
+        ))
+
+    # Events for the consoles
+
+    def _masterChanged(
+        self, site: str, core: Optional[int], epoch: int, previous: Optional[int], reason: Optional[str]
+    ) -> None:
+        self.events.emit(masterEvent(self.reactor.seconds(), site, core, epoch, previous, reason))
+
+    def coreLogged(self, event: dict) -> None:
+        """A core's log event, as published: the consoles hear of a site going DOWN or UP."""
+        transition = siteTransitionEvent(event)
+        if transition is not None:
+            self.events.emit(transition)
+
+    def toolbarState(self, timeout: float = STATUS_TIMEOUT) -> defer.Deferred:
+        """
+        The consoles' toolbar now (L{applianceToolbar}): the core slots as
+        the supervisor knows them, the sites and the consolidated counters
+        as the lowest serving core holds them (two questions to one core;
+        unknown, not an error, when it cannot tell in time).
+        """
+        cores = self._rows()
+        try:
+            core = self.servingCore()
+        except CoreUnavailable:
+            return defer.succeed(applianceToolbar(cores, None, None))
+        sites = self.callCore(core, CoreInspect, timeout, what="sites")
+        sites.addCallback(lambda response: response["result"])
+        asks = [sites, self.statsView(timeout)]
+
+        def build(results) -> dict:
+            (sitesOK, siteRows), (viewOK, view) = results
+            return applianceToolbar(
+                cores,
+                siteRows if sitesOK and isinstance(siteRows, list) else None,
+                view if viewOK and isinstance(view, dict) else None,
+            )
+
+        return defer.DeferredList(asks, consumeErrors=True).addCallback(build)
 
     def announceServing(self, joined: Optional[int] = None) -> None:
         """
@@ -962,6 +1127,27 @@ class ControlProtocol(amp.AMP):
     def __init__(self, monitor: CoreMonitor) -> None:
         super().__init__()
         self.monitor = monitor
+
+    # Pushed events
+
+    def _control(self) -> Optional[str]:
+        """This endpoint, as a console would connect to it."""
+        return None if self.transport is None else describeAddress(self.transport.getHost())
+
+    @Subscribe.responder
+    def subscribe(self) -> defer.Deferred:
+        control = self._control()
+        self.monitor.events.subscribe(self, control)
+        return self.monitor.events.state(control).addCallback(lambda state: {"state": state})
+
+    @Unsubscribe.responder
+    def unsubscribe(self) -> dict:
+        self.monitor.events.unsubscribe(self)
+        return {}
+
+    def connectionLost(self, reason: Failure) -> None:
+        self.monitor.events.unsubscribe(self)
+        super().connectionLost(reason)
 
     @ShowCores.responder
     def showCores(self) -> defer.Deferred:

@@ -13,7 +13,7 @@ import signal
 import tempfile
 
 from twisted.internet import reactor
-from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint, connectProtocol
+from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint, clientFromString, connectProtocol
 from twisted.internet.protocol import Factory
 from twisted.internet.utils import getProcessOutputAndValue
 from twisted.trial.unittest import TestCase
@@ -21,6 +21,8 @@ from twisted.web.resource import Resource
 from twisted.web.server import Site as WebSite
 
 from gslb_twisted.mep.session import MEPSession
+from gslb_twisted.protocol.commands import SetScenario, ShowScenarios, StopScenario, Subscribe
+from tests.test_console_events_server import RecordingConsole
 from tests.fakes import RecordingAppliance
 from tests.support import CONSOLE, TWISTD, _Collector, freePort, poll
 
@@ -41,6 +43,7 @@ mep_port = {mepPort}
   [site.emulator]
   control = "unix:unused.ctl"
   peers = [{peers}]
+  {scenarios}
 
 [[site]]
 name = "west"
@@ -81,7 +84,7 @@ class ApplianceEnd(RecordingAppliance):
 class SiteProcess:
     """One C{twistd -n gslb-site} run by a test."""
 
-    def __init__(self, testCase, applianceIP="127.0.0.1", peers="", backend="", site="east") -> None:
+    def __init__(self, testCase, applianceIP="127.0.0.1", peers="", backend="", site="east", scenarios="") -> None:
         self.testCase = testCase
         self.directory = os.path.abspath(testCase.mktemp())
         os.makedirs(self.directory)
@@ -89,7 +92,7 @@ class SiteProcess:
         self.config = os.path.join(self.directory, "topology.toml")
         with open(self.config, "w") as f:
             f.write(TOPOLOGY.format(applianceIP=applianceIP, secret=SECRET, mepPort=self.mepPort, peers=peers,
-                                    backend=backend))
+                                    backend=backend, scenarios=scenarios))
         # A unix socket path must fit in 108 bytes: trial's temp paths do not.
         socketDirectory = tempfile.mkdtemp(prefix="gslb-site-")
         testCase.addCleanup(shutil.rmtree, socketDirectory, True)
@@ -283,6 +286,56 @@ class SiteEmulatorTests(TestCase):
         await stopWeb()
         await poll(lambda: appliance.state["east-web"]["state"] == "DOWN", 10, what="the backend DOWN over MEP")
         self.assertEqual(appliance.state["east-web6"]["state"], "UP")
+        await site.stop()
+        site.assertCleanExit()
+
+
+class ScenarioAndEventsTests(TestCase):
+    """A scenario set over the control endpoint reaches the appliance; a subscribed console hears it all."""
+
+    timeout = 90
+
+    SCENARIOS = (
+        'scenarios = { surge = [ { at = 0, service = "east-web", connections = 900 }, '
+        '{ at = 0.5, service = "east-web", state = "DOWN" } ] }'
+    )
+
+    async def test_scenarioOverMEPWithEvents(self):
+        site = SiteProcess(self, scenarios=self.SCENARIOS)
+        site.start()
+        await site.waitUntilServing()
+        console = await connectProtocol(clientFromString(reactor, site.control), RecordingConsole())
+        self.addCleanup(console.transport.loseConnection)
+        state = (await console.callRemote(Subscribe))["state"]
+        self.assertEqual(
+            {k: state[k] for k in ("site", "services_up", "services_down", "appliances_connected", "control")},
+            {"site": "east", "services_up": 2, "services_down": 0, "appliances_connected": 0,
+             "control": site.control},
+        )
+
+        appliance = ApplianceEnd()
+        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.2", site.mepPort, bindAddress=("127.0.0.1", 0))
+        session = await connectProtocol(endpoint, appliance.session())
+        self.addCleanup(lambda: session.transport.loseConnection() if session.transport.connected else None)
+        await poll(lambda: appliance.snapshots, 10, what="the snapshot")
+
+        row = (await console.callRemote(SetScenario, name="surge"))["row"]
+        self.assertEqual((row["name"], row["running"], row["events"]), ("surge", True, 2))
+        await poll(lambda: appliance.state["east-web"]["state"] == "DOWN", 10, what="the scenario's DOWN over MEP")
+        self.assertEqual(appliance.state["east-web"]["connections"], 900)
+        rows = (await console.callRemote(ShowScenarios))["rows"]
+        self.assertEqual([(r["name"], r["running"], r["pending"]) for r in rows], [("surge", True, 0)])
+        await console.callRemote(StopScenario)
+        await poll(lambda: appliance.state["east-web"]["state"] == "UP", 10, what="the scenario's release")
+
+        def told(kind, **fields):
+            return [e for e in console.events if e["kind"] == kind and all(e.get(k) == v for k, v in fields.items())]
+
+        await poll(lambda: told("toolbar", appliances_connected=1), 10, what="a toolbar event")
+        self.assertTrue(told("mep", peer="test", state="up"))
+        self.assertTrue(told("scenario", scenario="surge", state="started"))
+        self.assertTrue(told("scenario", scenario="surge", state="stopped"))
+        self.assertTrue(told("service", service="east-web", state="DOWN", source="scenario"))
         await site.stop()
         site.assertCleanExit()
 

@@ -311,6 +311,57 @@ class ShowCores(amp.Command):
     ]
 
 
+# --- gslb-console <-> any control endpoint: pushed events --------------------------
+#
+# An appliance's control endpoint and a site emulator's both take these.
+
+
+class Subscribe(amp.Command):
+    """
+    Console -> control endpoint: push L{ConsoleEvent}s on this connection
+    from now on, until it closes (or L{Unsubscribe}).  Answered with the
+    toolbar's state as it is now, the same fields as the "toolbar" events:
+
+      - appliance: {cores_up, cores, sites_up, sites_down, sites, qps,
+        control} (sites_* and qps null when no core can tell; qps null
+        before two consolidation rounds);
+      - site emulator: {site, services_up, services_down, services,
+        appliances_connected, appliances, scenario, control}.
+
+    Events may arrive before this answer: the console handles
+    L{ConsoleEvent} before it subscribes.  Subscribing twice is harmless.
+    """
+
+    arguments: list = []
+    response = [(b"state", LargeJSON())]
+
+
+class Unsubscribe(amp.Command):
+    """Console -> control endpoint: no more L{ConsoleEvent}s on this connection."""
+
+    arguments: list = []
+    response: list = []
+
+
+class ConsoleEvent(amp.Command):
+    """
+    Control endpoint -> subscribed console, fire-and-forget: one event,
+    {time (epoch seconds), kind, text (one human line), ...fields of its
+    kind}.  Appliance kinds: "site" {site, state UP|DOWN, reason, core},
+    "master" {site, core (null: none), epoch, previous_core, reason},
+    "core" {core, state died|respawned|serving, pid, reason, lifetime,
+    restart_in}, "toolbar" (the L{Subscribe} state, every second).  Site
+    emulator kinds: "service" {site, service, state, source}, "mep" {site,
+    peer, direction, state up|down, reason}, "scenario" {site, scenario,
+    state started|finished|stopped, events, replaced (the scenario a
+    started one replaced, or null)}, "toolbar".
+    """
+
+    arguments = [(b"event", LargeJSON())]
+    response: list = []
+    requiresAnswer = False
+
+
 # --- gslb-console -> supervisor: GSLB inspection ----------------------------------
 
 
@@ -507,6 +558,48 @@ class UnsetSiteService(amp.Command):
     arguments = [(b"name", amp.Unicode()), (b"metrics", amp.ListOf(amp.Unicode()))]
     response = [(b"row", LargeJSON())]
     errors = {KeyError: b"NO_SUCH_ENTITY", ValueError: b"BAD_VALUE"}
+
+
+# --- gslb-console -> site emulator: scenarios ----------------------------------------
+#
+# A scenario is a named timeline of the site's C{[site.emulator] scenarios}
+# table.  Scenario rows: {name, events, running, elapsed (seconds since it
+# started, null when not running), pending (events still to come), finished
+# (running, and every event applied), started_at (epoch seconds or null)}.
+
+
+class SetScenario(amp.Command):
+    """
+    C{set scenario NAME}: play that scenario from now on (its C{at} times
+    count from now), replacing the one running, whose values are released.
+    Its values rank above the timeline, below console pins.  Answered with
+    the scenario's row plus C{replaced}: the name of the scenario it
+    replaced, or null.
+    """
+
+    arguments = [(b"name", amp.Unicode())]
+    response = [(b"row", LargeJSON())]
+    errors = {KeyError: b"NO_SUCH_ENTITY"}
+
+
+class ShowScenarios(amp.Command):
+    """C{show scenarios}: one row per scenario of the site, in name order."""
+
+    arguments: list = []
+    response = [(b"rows", LargeJSON())]
+
+
+class StopScenario(amp.Command):
+    """
+    C{unset scenario}: stop the running scenario: its pending events are
+    dropped and the values it set released (back to the timeline, backend
+    or random walk).  Answered with its row (running false); NO_SUCH_ENTITY
+    when none runs.
+    """
+
+    arguments: list = []
+    response = [(b"row", LargeJSON())]
+    errors = {KeyError: b"NO_SUCH_ENTITY"}
 
 
 # --- gslb-console -> site emulator: dynamic proximity and persistence ----------------

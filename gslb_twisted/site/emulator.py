@@ -21,6 +21,12 @@ network's location).  SESSIONS frames from an appliance are merged into the
 L{PersistenceStore}, expired on the clock, and what changed the store is
 relayed to the other appliances (never back to the sender); an appliance
 that connects gets every live entry after its SNAPSHOT.
+
+A console may play one of the site's C{[site.emulator] scenarios} (a named
+timeline whose times count from when it is set): its events apply, and are
+published, exactly when due.  Consoles subscribed to the control endpoint
+hear of service state changes, appliances connecting and lost, scenarios
+(L{gslb_twisted.site.events}) and get a toolbar every second.
 """
 
 from __future__ import annotations
@@ -50,19 +56,26 @@ from zope.interface import implementer
 
 from gslb_twisted.config import ConfigError, MEPPeer, Site, Topology
 from gslb_twisted.lb.locations import LocationDB, LocationDBError
+from gslb_twisted.logs import ConsoleSubscribers, describeAddress
 from gslb_twisted.mep.rules import initiates
 from gslb_twisted.mep.session import IMEPHandler, MEPSession
 from gslb_twisted.protocol.commands import (
+    SetScenario,
     SetSiteRTT,
     SetSiteService,
     ShowMEP,
+    ShowScenarios,
     ShowSiteRTT,
     ShowSiteServices,
     ShowSiteSessions,
+    StopScenario,
+    Subscribe,
     UnsetSiteRTT,
     UnsetSiteService,
+    Unsubscribe,
 )
-from gslb_twisted.site.model import Delta, SiteModel
+from gslb_twisted.site.events import mepEvent, scenarioEvent, serviceEvent, siteToolbar, siteToolbarText
+from gslb_twisted.site.model import Delta, SiteModel, scenarioRow
 from gslb_twisted.site.persistence import PersistenceStore
 from gslb_twisted.site.proximity import RTTModel
 from gslb_twisted.site.sources import BackendCheck
@@ -167,6 +180,8 @@ class SiteEmulatorService(MultiService):
     @ivar established: the established MEP sessions, in order.
     @ivar rtt: the L{RTTModel} that answers PROBEs.
     @ivar persistence: the L{PersistenceStore} of shared sessions.
+    @ivar scenarios: the site's scenarios, name -> events.
+    @ivar consoles: the consoles subscribed to events.
     """
 
     log = Logger()
@@ -205,6 +220,10 @@ class SiteEmulatorService(MultiService):
         )
         self.persistence = PersistenceStore()
         self._expiry = None
+        self.scenarios = dict(emulator.scenarios) if emulator else {}
+        self._scenarioCall = None
+        self._scenarioFinished = False
+        self.consoles = ConsoleSubscribers(reactor, self.toolbarState, siteToolbarText)
         self.established: list = []
         self.sessions: "weakref.WeakSet" = weakref.WeakSet()  # every session built, for `show mep`
         self.refusals: dict[str, int] = {}  # dialled peer -> sessions in a row lost before authenticating
@@ -240,6 +259,8 @@ class SiteEmulatorService(MultiService):
         if self._expiry is not None and self._expiry.active():
             self._expiry.cancel()
         self._expiry = None
+        self._cancelScenarioCall()
+        self.consoles.stop()
         for session in list(self.sessions):
             session.close("shutdown", f"site {self.site.name} is stopping")
         return defer.maybeDeferred(super().stopService)
@@ -270,11 +291,12 @@ class SiteEmulatorService(MultiService):
     def _logTransitions(self, delta: Delta) -> None:
         for name, values in delta.changes.items():
             if "state" in values:
+                source = self.model.source(name, "state")
                 self.log.info(
                     "site {site}: service {service} is now {state} (from the {source})",
-                    site=self.site.name, service=name, state=values["state"],
-                    source=self.model.source(name, "state"),
+                    site=self.site.name, service=name, state=values["state"], source=source,
                 )
+                self.consoles.emit(serviceEvent(self.reactor.seconds(), self.site.name, name, values["state"], source))
 
     def backendReport(self, name: str, state: str, responseTime: Optional[float]) -> None:
         """A backend check's verdict; published with the next tick."""
@@ -335,6 +357,102 @@ class SiteEmulatorService(MultiService):
             raise NoSuchEntity(f"no RTT pinned for {network} at site {self.site.name} (pinned: {pinned})")
         self.log.info("site {site}: RTT of {network} released", site=self.site.name, network=network)
         return self.rtt.row(network, self.reactor.seconds())
+
+    # --- scenarios -----------------------------------------------------------------
+
+    def _scenario(self, name: str):
+        events = self.scenarios.get(name)
+        if events is None:
+            known = ", ".join(sorted(self.scenarios)) or "none"
+            raise NoSuchEntity(f"no scenario {name!r} at site {self.site.name} (its scenarios: {known})")
+        return events
+
+    def _scenarioRow(self, name: str) -> dict:
+        return scenarioRow(name, len(self.scenarios[name]), self.model.scenario, self.reactor.seconds())
+
+    def describeScenarios(self) -> list[dict]:
+        """C{show scenarios}: every scenario of the site, in name order."""
+        return [self._scenarioRow(name) for name in sorted(self.scenarios)]
+
+    def setScenario(self, name: str) -> dict:
+        """
+        Play scenario C{name} from now on (console C{set scenario}),
+        replacing the one running; what is due at once is published at once.
+
+        @raise NoSuchEntity: the site has no such scenario.
+        """
+        events = self._scenario(name)
+        self._cancelScenarioCall()
+        replaced = self.model.startScenario(name, events, self.reactor.seconds())
+        self._scenarioFinished = False
+        self.log.info(
+            "site {site}: scenario {scenario} started ({count} events){replacing}",
+            site=self.site.name, scenario=name, count=len(events),
+            replacing=f", replacing {replaced}" if replaced else "",
+        )
+        self.consoles.emit(scenarioEvent(
+            self.reactor.seconds(), self.site.name, name, "started", len(events), replaced,
+        ))
+        self.publish()
+        self._scheduleScenario()
+        return {**self._scenarioRow(name), "replaced": replaced}
+
+    def stopScenario(self) -> dict:
+        """
+        Stop the running scenario (console C{unset scenario}): its pending
+        events are dropped, its values released and published at once.
+
+        @raise NoSuchEntity: no scenario runs.
+        """
+        if self.model.scenario is None:
+            raise NoSuchEntity(f"no scenario is running at site {self.site.name}")
+        self._cancelScenarioCall()
+        stopped = self.model.stopScenario()
+        self.log.info("site {site}: scenario {scenario} stopped", site=self.site.name, scenario=stopped.name)
+        self.consoles.emit(scenarioEvent(
+            self.reactor.seconds(), self.site.name, stopped.name, "stopped", len(stopped.timeline.events),
+        ))
+        self.publish()
+        return self._scenarioRow(stopped.name)
+
+    def _scheduleScenario(self) -> None:
+        """One timer, at the running scenario's next event; or say it finished."""
+        scenario = self.model.scenario
+        if scenario is None:
+            return
+        when = self.model.nextScenarioEvent()
+        if when is not None:
+            self._scenarioCall = self.reactor.callLater(max(0.0, when - self.reactor.seconds()), self._scenarioDue)
+        elif not self._scenarioFinished:
+            self._scenarioFinished = True
+            self.log.info("site {site}: scenario {scenario} finished", site=self.site.name, scenario=scenario.name)
+            self.consoles.emit(scenarioEvent(
+                self.reactor.seconds(), self.site.name, scenario.name, "finished", len(scenario.timeline.events),
+            ))
+
+    def _scenarioDue(self) -> None:
+        self._scenarioCall = None
+        self.model.applyScenario(self.reactor.seconds())
+        self.publish()
+        self._scheduleScenario()
+
+    def _cancelScenarioCall(self) -> None:
+        if self._scenarioCall is not None and self._scenarioCall.active():
+            self._scenarioCall.cancel()
+        self._scenarioCall = None
+
+    # --- consoles -------------------------------------------------------------------
+
+    def toolbarState(self) -> dict:
+        """The toolbar of a console on this site (L{siteToolbar})."""
+        scenario = self.model.scenario
+        return siteToolbar(
+            self.site.name,
+            self.model.published,
+            [session.peerName for session in self.established],
+            len(self.appliances),
+            None if scenario is None else scenario.name,
+        )
 
     def describeRTT(self) -> list[dict]:
         """C{show rtt}: the networks probed so far and the pinned ones."""
@@ -402,6 +520,7 @@ class SiteEmulatorService(MultiService):
             "site {site}: MEP with {peer} up ({direction})",
             site=self.site.name, peer=session.peerName, direction=session.direction,
         )
+        self.consoles.emit(mepEvent(self.reactor.seconds(), self.site.name, session.peerName, session.direction, True))
         return True
 
     def snapshotReceived(self, session, seq, services) -> None:
@@ -477,6 +596,9 @@ class SiteEmulatorService(MultiService):
                 "site {site}: MEP with {peer} down ({reason})",
                 site=self.site.name, peer=session.peerName, reason=reason,
             )
+            self.consoles.emit(mepEvent(
+                self.reactor.seconds(), self.site.name, session.peerName, session.direction, False, reason,
+            ))
         elif session in self._dialled:
             peer = self._dialled[session]
             self.refusals[peer] = self.refusals.get(peer, 0) + 1
@@ -527,6 +649,41 @@ class SiteControlProtocol(amp.AMP):
     def __init__(self, emulator: SiteEmulatorService) -> None:
         super().__init__()
         self.emulator = emulator
+
+    # Pushed events
+
+    def _control(self) -> Optional[str]:
+        """This endpoint, as a console would connect to it."""
+        return None if self.transport is None else describeAddress(self.transport.getHost())
+
+    @Subscribe.responder
+    def subscribe(self) -> defer.Deferred:
+        control = self._control()
+        self.emulator.consoles.subscribe(self, control)
+        return self.emulator.consoles.state(control).addCallback(lambda state: {"state": state})
+
+    @Unsubscribe.responder
+    def unsubscribe(self) -> dict:
+        self.emulator.consoles.unsubscribe(self)
+        return {}
+
+    def connectionLost(self, reason) -> None:
+        self.emulator.consoles.unsubscribe(self)
+        super().connectionLost(reason)
+
+    # Scenarios
+
+    @ShowScenarios.responder
+    def showScenarios(self) -> dict:
+        return {"rows": self.emulator.describeScenarios()}
+
+    @SetScenario.responder
+    def setScenario(self, name: str) -> dict:
+        return {"row": self.emulator.setScenario(name)}
+
+    @StopScenario.responder
+    def stopScenario(self) -> dict:
+        return {"row": self.emulator.stopScenario()}
 
     @ShowSiteServices.responder
     def showServices(self) -> dict:

@@ -8,10 +8,13 @@ bandwidth, packets, load) is the value of the highest layer that has one:
 
     1. a console pin (C{set service NAME -connections 500}), until released
        with C{unset service NAME -connections};
-    2. the scripted timeline (C{[site.emulator] timeline}): an event's values
+    2. the running scenario (C{set scenario NAME}: one of C{[site.emulator]
+       scenarios}, its times counting from when it was set): its values hold
+       until the scenario is stopped or replaced by another;
+    3. the scripted timeline (C{[site.emulator] timeline}): an event's values
        hold from the moment it is due until the next event for that metric;
-    3. the backend health check (state, and the measured response_time);
-    4. the seeded random walk, when C{[site.emulator] seed} is set; without a
+    4. the backend health check (state, and the measured response_time);
+    5. the seeded random walk, when C{[site.emulator] seed} is set; without a
        seed the walk does not move and every metric keeps its initial value
        (L{INITIAL}: state UP, connections 0, response_time 10.0,
        bandwidth 0.0, packets 0, load 0.0).
@@ -47,7 +50,7 @@ INITIAL: Mapping[str, Any] = {
 DEFAULT_CONNECTION_CEILING = 1000
 
 # Layer names, highest precedence first (what `show services` calls the source).
-PIN, TIMELINE, BACKEND, WALK, INITIAL_SOURCE = "pin", "timeline", "backend", "walk", "initial"
+PIN, SCENARIO, TIMELINE, BACKEND, WALK, INITIAL_SOURCE = "pin", "scenario", "timeline", "backend", "walk", "initial"
 
 Values = dict[str, Any]
 
@@ -59,6 +62,36 @@ class Delta:
     seq: int
     baseSeq: int
     changes: Mapping[str, Mapping[str, Any]]  # service -> metric -> value
+
+
+@dataclass
+class RunningScenario:
+    """A scenario set from the console: its events, and when it started."""
+
+    name: str
+    timeline: Timeline
+    start: float
+
+    def finished(self) -> bool:
+        return self.timeline.pending() == 0
+
+
+def scenarioRow(name: str, events: int, running: Optional[RunningScenario], now: float) -> dict[str, Any]:
+    """
+    One scenario for C{show scenarios}: {name, events, running, elapsed,
+    pending, finished, started_at}; C{running} is the scenario in force, if
+    any (this one or another).
+    """
+    mine = running is not None and running.name == name
+    return {
+        "name": name,
+        "events": events,
+        "running": mine,
+        "elapsed": round(now - running.start, 3) if mine else None,
+        "pending": running.timeline.pending() if mine else None,
+        "finished": running.finished() if mine else None,
+        "started_at": running.start if mine else None,
+    }
 
 
 def diff(old: Mapping[str, Mapping[str, Any]], new: Mapping[str, Mapping[str, Any]]) -> dict[str, Values]:
@@ -142,6 +175,8 @@ class SiteModel:
         self.backend: dict[str, Values] = {name: {} for name in self.services}
         self.scripted: dict[str, Values] = {name: {} for name in self.services}
         self.pins: dict[str, Values] = {name: {} for name in self.services}
+        self.scenarioValues: dict[str, Values] = {name: {} for name in self.services}
+        self.scenario: Optional[RunningScenario] = None
         self.seq = 1
         self.published: dict[str, Values] = self.current()
 
@@ -164,6 +199,7 @@ class SiteModel:
             for name in self.services:
                 self.base[name] = self.walk.step(name, self.base[name])
         self._applyTimeline(now)
+        self.applyScenario(now)
 
     def tick(self, now: float) -> Optional[Delta]:
         """L{advance}, then L{collect}: what to push to the peers, if anything."""
@@ -173,6 +209,48 @@ class SiteModel:
     def _applyTimeline(self, now: float) -> None:
         for event in self.timeline.due(now - self.start):
             self.scripted[event.service].update(event.values)
+
+    # --- scenarios --------------------------------------------------------------
+
+    def startScenario(self, name: str, events: Sequence[TimelineEvent], now: float) -> Optional[str]:
+        """
+        Play C{events} from C{now} on (those due at once apply now),
+        releasing the values of the scenario in force.
+
+        @raise KeyError: an event names a service of another site.
+        @return: the name of the scenario it replaced, if any.
+        """
+        for event in events:
+            self._service(event.service)
+        replaced = None if self.scenario is None else self.scenario.name
+        for values in self.scenarioValues.values():
+            values.clear()
+        self.scenario = RunningScenario(name, Timeline(events), now)
+        self.applyScenario(now)
+        return replaced
+
+    def stopScenario(self) -> Optional[RunningScenario]:
+        """Drop the scenario in force and release its values; the scenario stopped, if any."""
+        stopped, self.scenario = self.scenario, None
+        for values in self.scenarioValues.values():
+            values.clear()
+        return stopped
+
+    def applyScenario(self, now: float) -> int:
+        """Apply the running scenario's events now due; how many were."""
+        if self.scenario is None:
+            return 0
+        due = self.scenario.timeline.due(now - self.scenario.start)
+        for event in due:
+            self.scenarioValues[event.service].update(event.values)
+        return len(due)
+
+    def nextScenarioEvent(self) -> Optional[float]:
+        """When (absolute time) the running scenario's next event falls due; C{None}: none."""
+        if self.scenario is None:
+            return None
+        at = self.scenario.timeline.nextAt()
+        return None if at is None else self.scenario.start + at
 
     # --- publication ----------------------------------------------------------
 
@@ -200,13 +278,14 @@ class SiteModel:
 
     def effective(self, name: str) -> Values:
         values = dict(self.base[name])
-        for layer in (self.backend, self.scripted, self.pins):
+        for layer in (self.backend, self.scripted, self.scenarioValues, self.pins):
             values.update(layer[name])
         return values
 
     def source(self, name: str, metric: str) -> str:
         """Which layer C{metric} of service C{name} comes from."""
-        for label, layer in ((PIN, self.pins), (TIMELINE, self.scripted), (BACKEND, self.backend)):
+        layers = ((PIN, self.pins), (SCENARIO, self.scenarioValues), (TIMELINE, self.scripted), (BACKEND, self.backend))
+        for label, layer in layers:
             if metric in layer[name]:
                 return label
         return WALK if self.walk is not None and metric != "state" else INITIAL_SOURCE

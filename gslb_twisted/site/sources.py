@@ -37,6 +37,10 @@ class Timeline:
     def pending(self) -> int:
         return len(self.events) - self.next
 
+    def nextAt(self) -> Optional[float]:
+        """When the next event not handed out yet falls due (C{None}: none left)."""
+        return self.events[self.next].at if self.next < len(self.events) else None
+
 
 # The report of one check: (service name, "UP" or "DOWN", response time in ms or None).
 Report = Callable[[str, str, Optional[float]], None]
