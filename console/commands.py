@@ -6,7 +6,8 @@ words that name it, its positional L{Argument}s, its NetScaler-style
 L{Option}s (C{-state DOWN}; C{--core 1} works as well), the AMP command it
 becomes and how its result is shown.  L{parse} turns a line into an
 L{Invocation} (the AMP command and its keyword arguments), L{render} turns
-the AMP result into an aligned table or JSON, and L{helpText} and
+the AMP result into an aligned table (states coloured for a terminal) or
+JSON, and L{helpText}, L{completions} (Tab, at the prompt) and
 L{completionTree} are read off the same table.
 """
 
@@ -27,6 +28,7 @@ from gslb_twisted.protocol.commands import (
     DisableService,
     EnableService,
     Resolve,
+    SetScenario,
     SetSiteRTT,
     SetSiteService,
     SetVServer,
@@ -34,6 +36,7 @@ from gslb_twisted.protocol.commands import (
     ShowCores,
     ShowMEP,
     ShowMetrics,
+    ShowScenarios,
     ShowServices,
     ShowSiteRTT,
     ShowSites,
@@ -44,6 +47,7 @@ from gslb_twisted.protocol.commands import (
     StatDNS,
     StatServices,
     StatVServers,
+    StopScenario,
     UnsetSiteRTT,
     UnsetSiteService,
     normaliseQType,
@@ -238,6 +242,8 @@ NTIMES = Option("ntimes", "ntimes", "int", "N", "show it N times, once per conso
 # A site emulator's persistence sessions and the RTTs it reports (`show sessions`, `show rtt`).
 SESSION_COLUMNS = ("vserver", "network", "service", "version", "origin", "expires_in")
 RTT_COLUMNS = ("network", "rtt", "source", "probes", "age", "peer")
+# A site emulator's scenarios (`show scenarios`).
+SCENARIO_COLUMNS = ("name", "events", "running", "elapsed", "pending", "finished")
 
 
 def clientNetwork(raw: str) -> str:
@@ -428,12 +434,31 @@ GRAMMAR: tuple[Command, ...] = (
         resultKey="row", shape="row", columns=RTT_COLUMNS,
     ),
     Command(
+        ("show", "scenarios"), ShowScenarios,
+        "The scenarios of the site emulator's topology: events, whether it runs now, seconds since it started.",
+        SITE, columns=SCENARIO_COLUMNS,
+    ),
+    Command(
+        ("set", "scenario"), SetScenario,
+        "Play scenario NAME from now on (its times count from now), replacing the one running: its events "
+        "change the services' metrics on schedule, above the timeline; values pinned from the console still win.",
+        SITE, arguments=(Argument("NAME", "name", entity="scenario"),),
+        resultKey="row", shape="scenario",
+    ),
+    Command(
+        ("stop", "scenario"), StopScenario,
+        "Stop the scenario running (also: unset scenario): its pending events are dropped and the values it "
+        "set released, to the timeline, backend or random walk.",
+        SITE, resultKey="row", shape="scenario",
+    ),
+    Command(
         ("help",), None, "This list, or the synopsis of the commands starting with the words given.",
         LOCAL, arguments=(Argument("COMMAND", "topic", required=False),), shape="local",
     ),
     Command(
         ("watch",), None,
-        "Run a show or stat command every second until Ctrl-C (with --json: one JSON document per line).",
+        "Run a show or stat command every second, redrawn in place, until q or Ctrl-C "
+        "(with --json outside the prompt: one JSON document per line).",
         LOCAL, arguments=(Argument("COMMAND", "line"),), shape="local",
     ),
     Command(("quit",), None, "Leave the console (also: exit).", LOCAL, shape="local"),
@@ -442,7 +467,7 @@ GRAMMAR: tuple[Command, ...] = (
 # The commands `watch` may repeat: those that change nothing.
 WATCHABLE = ("show", "stat")
 
-_ALIASES = {("exit",): ("quit",)}
+_ALIASES = {("exit",): ("quit",), ("?",): ("help",), ("unset", "scenario"): ("stop", "scenario")}
 
 _OPTION = re.compile(r"^--?([A-Za-z][A-Za-z0-9_]*)$")
 
@@ -462,15 +487,47 @@ def _find(words: tuple[str, ...]) -> Optional[Command]:
 
 
 def closest(line: str) -> Optional[Command]:
-    """The command that C{line} most resembles, if any is close."""
+    """
+    The command that C{line} most resembles, if any is close: its words
+    are compared with as many typed words, or one fewer or one more (a
+    word left out, C{disable service x}, or one too many); a command of the
+    verb typed wins a tie.
+    """
     words = tuple(w.lower() for w in line.split() if not _OPTION.match(w))
+    options = [m.group(1) for m in map(_OPTION.match, line.split()) if m]
     best, score = None, 0.0
     for command in GRAMMAR:
-        typed = " ".join(words[: len(command.words)])
-        ratio = SequenceMatcher(None, typed, command.name).ratio()
+        size = len(command.words)
+        ratio = max(
+            SequenceMatcher(None, " ".join(words[:k]), command.name).ratio()
+            for k in {max(1, size - 1), size, size + 1}
+        )
+        if words[:1] == command.words[:1]:
+            ratio += 0.01
+        if options and all(command.option(o) is not None for o in options):
+            # The options typed are this command's (-lbMethod: set gslb vserver).
+            ratio += 0.1
         if ratio > score:
             best, score = command, ratio
     return best if score >= 0.6 else None
+
+
+def _unknown(line: str, tokens: list[str]) -> CommandError:
+    """Why C{line} names no command: it stops short of one, or which one it most resembles."""
+    lowered = tuple(t.lower() for t in tokens)
+    following = [c for c in GRAMMAR if len(c.words) > len(lowered) and c.words[: len(lowered)] == lowered]
+    if following:
+        if len(following) == 1:
+            return CommandError(f"incomplete command {line.strip()!r}; did you mean {following[0].name!r}?")
+        nexts = ", ".join(dict.fromkeys(c.words[len(lowered)] for c in following))
+        return CommandError(f"incomplete command {line.strip()!r}; {' '.join(lowered)!r} goes on with one of: {nexts}")
+    near = closest(line)
+    hint = (
+        f"; did you mean {near.name!r}?"
+        if near is not None
+        else "; commands start with " + ", ".join(sorted({c.words[0] for c in GRAMMAR}))
+    )
+    return CommandError(f"unknown command {line.strip()!r}{hint}")
 
 
 def parse(line: str) -> Invocation:
@@ -483,13 +540,7 @@ def parse(line: str) -> Invocation:
         raise CommandError("empty command")
     command = _find(tuple(tokens))
     if command is None:
-        near = closest(line)
-        hint = (
-            f"; did you mean {near.name!r}?"
-            if near is not None
-            else "; commands start with " + ", ".join(sorted({c.words[0] for c in GRAMMAR}))
-        )
-        raise CommandError(f"unknown command {line.strip()!r}{hint}")
+        raise _unknown(line, tokens)
     rest = tokens[len(command.words):]
     if command.words == ("help",):
         return Invocation(command, {"topic": " ".join(rest)})
@@ -585,10 +636,48 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def renderTable(rows: list[dict], columns: tuple[str, ...]) -> str:
+# Colours for humans on a terminal (never with --json, never into a pipe).
+GREEN, RED, YELLOW = "\x1b[32m", "\x1b[31m", "\x1b[33m"
+RESET = "\x1b[0m"
+# A state, as any endpoint spells it (case aside), and its colour: working,
+# broken, or in between (stale metrics, a fallback, a core starting).
+STATE_COLOURS = {
+    **{word: GREEN for word in ("up", "established", "serving", "running", "connected")},
+    **{word: RED for word in ("down", "dead", "closed", "failed", "disconnected", "stopped")},
+    **{word: YELLOW for word in ("stale", "fallback", "starting", "stopping", "handshake", "respawning",
+                                 "connecting", "unknown", "replaced", "disabled", "partial", "out of service",
+                                 "finished")},
+}
+# The columns whose values are states, and those that say yes or no: the
+# colours of yes and no (a disabled service is a choice, not a failure).
+STATE_COLUMNS = ("state", "method")
+YES_NO_COLUMNS = {"enabled": (GREEN, YELLOW), "running": (GREEN, None), "consistent": (GREEN, RED)}
+
+
+def stateColour(value: Any, column: str = "state") -> Optional[str]:
+    """The colour of a state's text (in C{column}), if it is one."""
+    if column in YES_NO_COLUMNS:
+        yes, no = YES_NO_COLUMNS[column]
+        text = _cell(value) if isinstance(value, bool) else str(value).lower()
+        return yes if text == "yes" else no if text == "no" else None
+    if not isinstance(value, str):
+        return None
+    text = value.strip().lower()
+    if text.endswith("(fallback)"):
+        return YELLOW
+    return STATE_COLOURS.get(text)
+
+
+def paint(text: str, colour: Optional[str]) -> str:
+    return f"{colour}{text}{RESET}" if colour else text
+
+
+def renderTable(rows: list[dict], columns: tuple[str, ...], colour: bool = False) -> str:
     """
     An aligned table.  A column no row has is left out (the same command
-    may be answered by an appliance or a site emulator).
+    may be answered by an appliance or a site emulator).  With C{colour},
+    states are green (working), red (broken) or yellow (in between); the
+    alignment is the same.
     """
     if rows:
         columns = tuple(c for c in columns if any(c in row for row in rows)) or columns
@@ -596,8 +685,13 @@ def renderTable(rows: list[dict], columns: tuple[str, ...]) -> str:
     body = [[_cell(row.get(c)) for c in columns] for row in rows]
     widths = [max(len(h), *(len(r[i]) for r in body)) if body else len(h) for i, h in enumerate(header)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip()]
+    painted = [colour and (c in STATE_COLUMNS or c in YES_NO_COLUMNS or c.endswith("_state")) for c in columns]
     for r in body:
-        lines.append("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip())
+        cells = [
+            paint(v, stateColour(v, c) if p else None) + " " * (w - len(v))
+            for v, w, p, c in zip(r, widths, painted, columns)
+        ]
+        lines.append("  ".join(cells).rstrip())
     return "\n".join(lines)
 
 
@@ -610,8 +704,11 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def render(invocation: Invocation, result: dict, asJSON: bool) -> str:
-    """The AMP C{result} of C{invocation} as a table, or as JSON (the value, exactly)."""
+def render(invocation: Invocation, result: dict, asJSON: bool, colour: bool = False) -> str:
+    """
+    The AMP C{result} of C{invocation} as a table, or as JSON (the value,
+    exactly); C{colour}: states coloured, for a human at a terminal.
+    """
     command = invocation.command
     value = _jsonable(result[command.resultKey])
     if asJSON:
@@ -620,14 +717,15 @@ def render(invocation: Invocation, result: dict, asJSON: bool) -> str:
             return json.dumps(value, sort_keys=True)
         return json.dumps(value, indent=2, sort_keys=True)
     if command.shape == "rows":
-        return renderTable(list(value), command.columns)
+        return renderTable(list(value), command.columns, colour)
     if command.shape == "row":
-        return renderTable([value], command.columns)
+        return renderTable([value], command.columns, colour)
     if command.shape == "metrics":
         head = "  ".join(
-            f"{key} {_cell(value.get(key))}" for key in ("site", "core", "epoch", "seq", "state") if key in value
+            f"{key} {_painted(value.get(key), colour) if key == 'state' else _cell(value.get(key))}"
+            for key in ("site", "core", "epoch", "seq", "state") if key in value
         )
-        return head + "\n" + renderTable(list(value.get("services", [])), command.columns)
+        return head + "\n" + renderTable(list(value.get("services", [])), command.columns, colour)
     if command.shape == "consistency":
         sites = value.get("sites", [])
         cores = sorted({str(core) for site in sites for core in site.get("versions", {})}, key=_coreOrder)
@@ -638,25 +736,33 @@ def render(invocation: Invocation, result: dict, asJSON: bool) -> str:
                 version = site.get("versions", {}).get(core)
                 row[f"core {core}"] = "-" if version is None else "/".join(str(v) for v in version)
             rows.append(row)
-        verdict = "consistent: " + ("yes" if value.get("consistent") else "no")
+        verdict = "consistent: " + _painted(bool(value.get("consistent")), colour, "consistent")
         return verdict + "\n" + renderTable(rows, ("site",) + tuple(f"core {c}" for c in cores))
     if command.shape == "vservers":
         rows = list(value)
         if invocation.arguments.get("name") is not None and len(rows) == 1:
-            return renderVServer(rows[0])
-        return renderTable([_vserverLine(row) for row in rows], command.columns)
+            return renderVServer(rows[0], colour)
+        return renderTable([_vserverLine(row) for row in rows], command.columns, colour)
     if command.shape == "resolve":
-        return renderResolve(value)
+        return renderResolve(value, colour)
     if command.shape == "statvservers":
         rows = list(value)
         if invocation.arguments.get("name") is not None and len(rows) == 1:
-            return renderStatVServer(rows[0])
-        return renderTable(rows, command.columns)
+            return renderStatVServer(rows[0], colour)
+        return renderTable(rows, command.columns, colour)
     if command.shape == "dns":
         return renderStatDNS(value)
     if command.shape == "change":
         return renderChange(value)
+    if command.shape == "scenario":
+        return renderScenario(value, colour)
     raise ValueError(f"no rendering for {command.name!r}")
+
+
+def _painted(value: Any, colour: bool, column: str = "state") -> str:
+    """One value as a cell, coloured as a state when C{colour}."""
+    text = _cell(value)
+    return paint(text, stateColour(value, column)) if colour else text
 
 
 def _method(method: Any, fallback: Any) -> str:
@@ -697,7 +803,7 @@ def _spillover(spillover: Optional[dict]) -> str:
     return text + (" (spilled over)" if spillover.get("spilled") else "")
 
 
-def renderVServer(row: dict) -> str:
+def renderVServer(row: dict, colour: bool = False) -> str:
     """C{show gslb vserver NAME}: its settings, then its services with their state, reason and whether enabled."""
     method = _cell(row.get("lb_method"))
     configured = row.get("configured_lb_method")
@@ -712,9 +818,9 @@ def renderVServer(row: dict) -> str:
         persistence += f", {row['persistence_entries']} entries"
     fields = (
         ("domains", _cell(row.get("domains"))),
-        ("state", _cell(row.get("state"))),
+        ("state", _painted(row.get("state"), colour)),
         ("method", method),
-    ) + ((("answering with", answering),) if answering is not None else ()) + (
+    ) + ((("answering with", _painted(answering, colour)),) if answering is not None else ()) + (
         ("backup method", _cell(row.get("backup_lb_method"))),
         ("persistence", persistence),
         ("ttl", _cell(row.get("ttl"))),
@@ -725,7 +831,8 @@ def renderVServer(row: dict) -> str:
     width = max(len(label) for label, _ in fields)
     lines = [f"vserver {_cell(row.get('name'))}"]
     lines += [f"  {label.ljust(width)}  {text}" for label, text in fields]
-    return "\n".join(lines) + "\n" + renderTable(list(row.get("services") or []), VSERVER_SERVICE_COLUMNS)
+    services = renderTable(list(row.get("services") or []), VSERVER_SERVICE_COLUMNS, colour)
+    return "\n".join(lines) + "\n" + services
 
 
 def _fields(pairs: list[tuple[str, Any]]) -> list[str]:
@@ -733,10 +840,11 @@ def _fields(pairs: list[tuple[str, Any]]) -> list[str]:
     return [f"  {label.ljust(width)}  {_cell(value)}" for label, value in pairs]
 
 
-def renderStatVServer(row: dict) -> str:
+def renderStatVServer(row: dict, colour: bool = False) -> str:
     """C{stat gslb vserver NAME}: its counters, then answers per service."""
     pairs = [(key.replace("_", " "), row.get(key)) for key in STAT_VSERVER_COLUMNS[1:] if key in row]
-    pairs = [(label, f"{value:.1f}%" if label == "health" and isinstance(value, (int, float)) else value)
+    pairs = [(label, f"{value:.1f}%" if label == "health" and isinstance(value, (int, float)) else
+              _painted(value, colour) if label == "state" else value)
              for label, value in pairs]
     lines = [f"vserver {_cell(row.get('name'))}"] + _fields(pairs)
     return "\n".join(lines) + "\n" + renderTable(list(row.get("services") or []), STAT_VSERVER_SERVICE_COLUMNS)
@@ -754,7 +862,7 @@ def renderStatDNS(result: dict) -> str:
     return "\n".join(lines)
 
 
-def renderResolve(result: dict) -> str:
+def renderResolve(result: dict, colour: bool = False) -> str:
     """
     C{resolve}: the answer, then why: the vserver, its method, whether it
     fell back, persistence, the candidates with their metric values and
@@ -767,13 +875,13 @@ def renderResolve(result: dict) -> str:
         f"{_cell(result.get('rcode'))} {answer}",
         "  ".join((
             f"vserver {_cell(result.get('vserver'))}",
-            f"method {_method(result.get('method'), result.get('fallback'))}",
+            f"method {_painted(_method(result.get('method'), result.get('fallback')), colour)}",
             f"source {_cell(result.get('source'))}",
             f"persistence {_cell(result.get('persistence'))}",
         )),
     ]
     if result.get("fallback_reason"):
-        lines.append(f"fallback: {result['fallback_reason']}")
+        lines.append(paint(f"fallback: {result['fallback_reason']}", YELLOW if colour else None))
     if result.get("spillover"):
         lines.append(f"spillover {_spillover(result['spillover'])}")
     candidates = list(result.get("candidates") or [])
@@ -785,7 +893,7 @@ def renderResolve(result: dict) -> str:
             if c == "service" or any(candidate.get(c) is not None for candidate in candidates)
         )
         lines.append("candidates:")
-        lines.append(renderTable(candidates, columns))
+        lines.append(renderTable(candidates, columns, colour))
     else:
         lines.append("candidates: none")
     excluded = list(result.get("excluded") or [])
@@ -793,6 +901,22 @@ def renderResolve(result: dict) -> str:
         lines.append("excluded:")
         lines.append(renderTable(excluded, ("service", "reason")))
     return "\n".join(lines)
+
+
+def renderScenario(row: dict, colour: bool = False) -> str:
+    """
+    What C{set scenario} / C{stop scenario} did: the scenario, whether it
+    runs now, its events (still to come) and the one it replaced.
+    """
+    state = "finished" if row.get("finished") else "running" if row.get("running") else "stopped"
+    details = []
+    if row.get("events") is not None:
+        pending = f", {row['pending']} to come" if row.get("running") and row.get("pending") is not None else ""
+        details.append(f"{row['events']} events{pending}")
+    if row.get("replaced"):
+        details.append(f"replaced {row['replaced']}")
+    text = f"scenario {_cell(row.get('name'))}: {_painted(state, colour)}"
+    return text + (f" ({'; '.join(details)})" if details else "")
 
 
 def renderChange(result: dict) -> str:
@@ -819,6 +943,9 @@ def helpText(topic: str = "") -> str:
     or only those whose name starts with C{topic}.
     """
     words = tuple(topic.lower().split())
+    for alias, target in _ALIASES.items():
+        if words[: len(alias)] == alias and alias != ("?",):
+            words = target + words[len(alias):]
     chosen = [c for c in GRAMMAR if c.words[: len(words)] == words or words[: len(c.words)] == c.words]
     if not chosen:
         near = closest(topic)
@@ -845,6 +972,7 @@ ENTITY_SOURCES: tuple[tuple[str, type[amp.Command]], ...] = (
     ("service", ShowSiteServices),
     ("vserver", ShowVServers),
     ("network", ShowSiteRTT),
+    ("scenario", ShowScenarios),
 )
 
 
@@ -900,3 +1028,111 @@ def completionTree(entities: Optional[dict[str, list[str]]] = None) -> dict:
     # `watch` completes the commands it may repeat.
     tree["watch"] = {word: node for word, node in tree.items() if word in WATCHABLE}
     return tree
+
+
+# --- completion ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    """
+    One completion: C{text} replaces the last C{replace} characters typed
+    (the word under the cursor); C{meta} says what it is.
+    """
+
+    text: str
+    replace: int
+    meta: str = ""
+
+
+def _summary(text: str) -> str:
+    """The first sentence of a command's help, for the completion menu."""
+    first = text.split(". ")[0].split(": ")[0]
+    return first if len(first) <= 60 else first[:57] + "..."
+
+
+def _matching(words, partial: str, meta="") -> list[Suggestion]:
+    """The words (in order, once each) that start with C{partial}, case aside."""
+    folded = partial.lower()
+    seen, found = set(), []
+    for word in words:
+        text, note = (word if isinstance(word, tuple) else (word, meta))
+        if text.lower().startswith(folded) and text not in seen:
+            seen.add(text)
+            found.append(Suggestion(text, len(partial), note))
+    return found
+
+
+def completions(text: str, entities: Optional[dict[str, list[str]]] = None) -> list[Suggestion]:
+    """
+    What may come next where the cursor is (at the end of C{text}), read
+    off L{GRAMMAR}: the next word of a command, then its arguments (the
+    names the endpoint knows, from C{entities} by kind, or the argument's
+    own choices), its options (the ones not given yet, with their dashes:
+    C{--c} offers C{--client} and C{--core}) and an option's values (LB
+    methods, UP/DOWN).  Words match whatever their case.
+    """
+    entities = entities or {}
+    tokens = text.split()
+    partial = "" if not text or text[-1].isspace() else tokens.pop()
+    return _complete(tokens, partial, entities, GRAMMAR)
+
+
+def _complete(tokens: list[str], partial: str, entities: dict, commands) -> list[Suggestion]:
+    lowered = [t.lower() for t in tokens]
+    for alias, target in _ALIASES.items():
+        if tuple(lowered[: len(alias)]) == alias:
+            lowered = list(target) + lowered[len(alias):]
+    if lowered[:1] == ["watch"] and any(c.words == ("watch",) for c in commands):
+        return _complete(tokens[1:], partial, entities, [c for c in GRAMMAR if c.amp and c.words[0] in WATCHABLE])
+    if lowered[:1] == ["help"] and any(c.words == ("help",) for c in commands):
+        # The words of the commands, and nothing after them.
+        nested = [c for c in GRAMMAR if c.words[: len(lowered) - 1] == tuple(lowered[1:]) and len(c.words) > len(lowered) - 1]
+        return _matching([(c.words[len(lowered) - 1], _summary(c.help) if len(c.words) == len(lowered) else "")
+                          for c in nested], partial)
+    # The next word of every command these words begin.
+    following = [
+        (c.words[len(lowered)], _summary(c.help) if len(c.words) == len(lowered) + 1 else "")
+        for c in commands if len(c.words) > len(lowered) and c.words[: len(lowered)] == tuple(lowered)
+    ]
+    if following:
+        return _matching(following, partial)
+    command = next(
+        (c for c in sorted(commands, key=lambda c: -len(c.words)) if tuple(lowered[: len(c.words)]) == c.words),
+        None,
+    )
+    if command is None:
+        return []
+    return _completeArguments(command, tokens[len(command.words):], partial, entities)
+
+
+def _completeArguments(command: Command, rest: list[str], partial: str, entities: dict) -> list[Suggestion]:
+    given, used, pending = 0, set(), None
+    for token in rest:
+        if pending is not None:
+            pending = None
+            continue
+        match = _OPTION.match(token)
+        option = command.option(match.group(1)) if match else None
+        if option is not None:
+            used.add(option.key)
+            pending = None if command.flags else option
+            continue
+        given += 1
+    if pending is not None:
+        return _matching(pending.choices, partial, pending.metavar.lower()) if pending.kind == "choice" else []
+    unused = [(o.spelled, o.help) for o in command.options if o.key not in used]
+    if partial.startswith("-"):
+        # One dash or two: `-co` offers `--core` as well.
+        bare = partial.lstrip("-").lower()
+        return [
+            Suggestion(name, len(partial), note) for name, note in unused if name.lstrip("-").lower().startswith(bare)
+        ]
+    if given < len(command.arguments):
+        argument = command.arguments[given]
+        names = list(entities.get(argument.entity or "", [])) or list(argument.choices)
+        found = _matching(names, partial, argument.entity or argument.metavar.lower())
+        if not argument.required and not partial:
+            found += [Suggestion(name, 0, note) for name, note in unused]
+        return found
+    return [Suggestion(name, 0, note) for name, note in unused] if not partial else []

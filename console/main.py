@@ -1,9 +1,12 @@
 """
-C{gslb-console}: talk to a running appliance's control endpoint.
+C{gslb-console}: talk to a running appliance's (or site emulator's)
+control endpoint.
 
 C{-c COMMAND} runs one command, prints its result and exits (non-zero on
-error); without it, an interactive prompt (prompt-toolkit on asyncio, the
-Twisted asyncio reactor bridging the AMP connection).
+error); C{-f FILE} runs a script of commands, stopping at the first error
+(or not, with C{--keep-going}); without either, an interactive prompt
+(L{console.app}: prompt-toolkit on asyncio, the Twisted asyncio reactor
+bridging the AMP connection).
 """
 
 from __future__ import annotations
@@ -40,8 +43,19 @@ def argumentParser() -> argparse.ArgumentParser:
         default=os.environ.get("GSLB_CONTROL", DEFAULT_CONTROL),
         help="control endpoint (default: %(default)s, or $GSLB_CONTROL)",
     )
-    parser.add_argument("-c", dest="command", help="run one command, print its result and exit")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("-c", dest="command", help="run one command, print its result and exit")
+    mode.add_argument("-f", dest="file", metavar="FILE",
+                      help="run the commands of FILE (one a line, # starts a comment; - reads standard input), "
+                           "stopping at the first error")
+    parser.add_argument("--keep-going", action="store_true",
+                        help="with -f: run every command even after errors (the exit status is still non-zero)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    parser.add_argument("--color", "--colour", dest="color", choices=("auto", "always", "never"), default="auto",
+                        help="colour the states in tables: auto (on a terminal, without --json or NO_COLOR), "
+                             "always or never (default: %(default)s)")
+    parser.add_argument("--wait", action="store_true",
+                        help="interactive: wait for the endpoint to come up instead of exiting when nothing listens")
     return parser
 
 
@@ -70,7 +84,7 @@ async def runOnce(reactor, arguments, out=sys.stdout, err=sys.stderr) -> int:
     try:
         connection = await _connect(reactor, arguments.connect)
     except Exception as e:
-        err.write(f"gslb-console: cannot connect to {arguments.connect}: {_reason(e)} (is the appliance running?)\n")
+        err.write(unreachable(arguments.connect, e))
         return EXIT_UNREACHABLE
     try:
         with Interrupt(reactor) as interrupt:
@@ -79,29 +93,38 @@ async def runOnce(reactor, arguments, out=sys.stdout, err=sys.stderr) -> int:
         connection.transport.loseConnection()
 
 
-async def _repeat(reactor, connection, invocation, arguments, out, err, interrupt: "Interrupt") -> int:
+def unreachable(description: str, e: BaseException) -> str:
+    """The one line that says nothing answers at C{description}."""
+    return f"gslb-console: cannot connect to {description}: {connectReason(e)} (is the appliance running?)\n"
+
+
+async def _repeat(reactor, connection, invocation, arguments, out, err, interrupt: "Interrupt",
+                  line: Optional[str] = None, where: str = "") -> int:
     """
     Call the command and print its result: once, C{-ntimes N} times (once
     per consolidation round), or, for C{watch}, every second until
     interrupted (Ctrl-C), which ends it normally.
     """
+    from console.app import useColour
     from console.commands import render
 
     settings = invocation.settings
     watch = bool(settings.get("watch"))
     times = settings.get("ntimes", 1)
     clear = watch and not arguments.json and _isTerminal(out)
+    colour = useColour(getattr(arguments, "color", "auto"), arguments.json, out)
+    line = arguments.command if line is None else line
     done = 0
     while not interrupt.interrupted:
         try:
             result = await connection.callRemote(invocation.command.amp, **invocation.arguments)
         except Exception as e:
-            err.write(f"gslb-console: {invocation.command.name}: {_reason(e)}\n")
+            err.write(f"gslb-console: {where}{invocation.command.name}: {reason(e)}\n")
             return EXIT_COMMAND_ERROR
-        text = render(invocation, result, arguments.json)
+        text = render(invocation, result, arguments.json, colour)
         if clear:
             stamp = time.strftime("%H:%M:%S")
-            text = f"{CLEAR_SCREEN}Every {WATCH_INTERVAL:g}s: {arguments.command.strip()}    {stamp}\n\n{text}"
+            text = f"{CLEAR_SCREEN}Every {WATCH_INTERVAL:g}s: {line.strip()}    {stamp}\n\n{text}"
         elif done and invocation.repeats and not arguments.json:
             text = "\n" + text
         out.write(text + "\n")
@@ -171,109 +194,160 @@ def _flush(out) -> None:
         flush()
 
 
-def makeCompleter(entities: Optional[dict[str, list[str]]] = None):
+def makeCompleter(entities=None):
     """
     Tab completion of the grammar's words, entity names, options and their
-    values (L{console.commands.completionTree}).  Unlike prompt-toolkit's
-    own L{NestedCompleter}, a word is matched whole with its dashes
-    (C{--c} completes C{--core}) and in any case (C{-lbmethod} leads on
-    to the methods).
+    values (L{console.commands.completions}); C{entities}: the names by
+    kind, or a function returning them.  A word is matched whole with its
+    dashes (C{--c} completes C{--core}) and in any case (C{-lbmethod} leads
+    on to the methods).
     """
-    from prompt_toolkit.completion import NestedCompleter, WordCompleter
-    from prompt_toolkit.document import Document
+    from console.app import GrammarCompleter
 
-    from console.commands import completionTree
-
-    class CommandCompleter(NestedCompleter):
-        def get_completions(self, document, complete_event):
-            text = document.text_before_cursor.lstrip()
-            stripped = len(document.text_before_cursor) - len(text)
-            if " " not in text:
-                words = WordCompleter(list(self.options), ignore_case=self.ignore_case, WORD=True)
-                yield from words.get_completions(document, complete_event)
-                return
-            first = text.split()[0]
-            completer = self.options.get(first)
-            if completer is None:
-                folded = {key.lower(): value for key, value in self.options.items()}
-                completer = folded.get(first.lower())
-            if completer is not None:
-                remaining = text[len(first):].lstrip()
-                moved = len(text) - len(remaining) + stripped
-                yield from completer.get_completions(
-                    Document(remaining, cursor_position=document.cursor_position - moved), complete_event
-                )
-
-    return CommandCompleter.from_nested_dict(completionTree(entities))
+    return GrammarCompleter(entities)
 
 
 async def fetchEntities(reactor, description: str) -> dict[str, list[str]]:
     """
-    The names of the endpoint's sites, services, vservers and domains, for
-    Tab completion; empty when nothing answers (it is tried again later).
+    The names of the endpoint's sites, services, vservers, domains,
+    networks and scenarios, for Tab completion; empty when nothing answers.
     """
-    from console.commands import ENTITY_SOURCES, entityNames
+    from console.app import collectEntities
 
     try:
         connection = await _connect(reactor, description)
     except Exception:
         return {}
-    rows: dict[str, list[dict]] = {}
     try:
-        for kind, command in ENTITY_SOURCES:
-            if kind in rows:
-                continue
-            try:
-                result = await connection.callRemote(command)
-            except Exception:
-                # Not a command of this endpoint, or no core answered.
-                continue
-            rows[kind] = list(result.get("rows") or [])
+        return await collectEntities(connection.callRemote)
     finally:
         connection.transport.loseConnection()
-    return entityNames(rows)
 
 
 async def runInteractive(reactor, arguments) -> int:
-    from prompt_toolkit import PromptSession
-    from prompt_toolkit.history import FileHistory
-    from prompt_toolkit.patch_stdout import patch_stdout
-    from twisted.internet.defer import Deferred
-
-    stateDir = os.path.join(os.environ.get("XDG_STATE_HOME", os.path.expanduser("~/.local/state")), "gslb-console")
-    os.makedirs(stateDir, exist_ok=True)
-    entities = await fetchEntities(reactor, arguments.connect)
-    session = PromptSession(
-        history=FileHistory(os.path.join(stateDir, "history")),
-        completer=makeCompleter(entities),
-    )
-    with patch_stdout():
-        while True:
-            try:
-                line = await Deferred.fromFuture(_ensureFuture(session.prompt_async("gslb> ")))
-            except (EOFError, KeyboardInterrupt):
-                return EXIT_OK
-            line = line.strip()
-            if not line:
-                continue
-            if line.split()[0].lower() in ("quit", "exit"):
-                return EXIT_OK
-            arguments.command = line
-            await runOnce(reactor, arguments)
-            if not entities:
-                # The endpoint was not up yet: names complete once it is.
-                entities = await fetchEntities(reactor, arguments.connect)
-                if entities:
-                    session.completer = makeCompleter(entities)
-
-
-def _ensureFuture(coroutine):
+    """The interactive console (L{console.app.Console}), until quit or Ctrl-D."""
     import asyncio
 
-    return asyncio.ensure_future(coroutine)
+    from twisted.internet.defer import Deferred
+
+    from console.app import Console
+
+    return await Deferred.fromFuture(asyncio.ensure_future(Console(reactor, arguments).run()))
 
 
-def _reason(e: Exception) -> str:
+# --- -f FILE -----------------------------------------------------------------------
+
+
+def readScript(name: str, stdin=None) -> list[tuple[int, str]]:
+    """
+    The commands of a script, with their line numbers: one a line, blank
+    lines and comments (from C{#} to the end of the line) left out.
+    C{-}: standard input.
+
+    @raise OSError: it cannot be read.
+    """
+    if name == "-":
+        text = (stdin or sys.stdin).read()
+    else:
+        with open(name, encoding="utf-8") as f:
+            text = f.read()
+    lines = []
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.split("#", 1)[0].strip()
+        if line:
+            lines.append((number, line))
+    return lines
+
+
+async def runBatch(reactor, arguments, out=sys.stdout, err=sys.stderr, stdin=None) -> int:
+    """
+    C{-f FILE}: every line is checked first (a script with a mistake in it
+    changes nothing: exit 2, naming the line), then run in order over one
+    connection, each result after an echo of its command (not with
+    --json: then one JSON document per command).  The first command that
+    fails stops the script with its status (1); with C{--keep-going} the
+    others still run (bad lines are skipped) and the status is that of the
+    first failure.  C{quit} ends the script there.
+    """
+    from console.commands import CommandError, helpText, parse
+
+    name = "<stdin>" if arguments.file == "-" else arguments.file
+    try:
+        script = readScript(arguments.file, stdin)
+    except OSError as e:
+        err.write(f"gslb-console: cannot read {name}: {e.strerror or e}\n")
+        return EXIT_USAGE
+    keepGoing = bool(getattr(arguments, "keep_going", False))
+    status = EXIT_OK
+    parsed = []
+    for number, line in script:
+        try:
+            invocation = parse(line)
+            if invocation.command.words == ("help",):
+                helpText(invocation.arguments.get("topic", ""))
+        except CommandError as e:
+            err.write(f"gslb-console: {name}:{number}: {e}\n")
+            status = status or EXIT_USAGE
+            continue
+        parsed.append((number, line, invocation))
+    if status and not keepGoing:
+        return status
+    connection = None
+    if any(invocation.command.amp is not None for _, _, invocation in parsed):
+        try:
+            connection = await _connect(reactor, arguments.connect)
+        except Exception as e:
+            err.write(unreachable(arguments.connect, e))
+            return EXIT_UNREACHABLE
+    try:
+        for index, (number, line, invocation) in enumerate(parsed):
+            command = invocation.command
+            if command.words == ("quit",):
+                break
+            if not arguments.json:
+                out.write(("\n" if index else "") + f"> {line}\n")
+            if command.amp is None:
+                out.write(helpText(invocation.arguments.get("topic", "")) + "\n")
+                continue
+            with Interrupt(reactor) as interrupt:
+                code = await _repeat(reactor, connection, invocation, arguments, out, err, interrupt,
+                                     line=line, where=f"{name}:{number}: ")
+            _flush(out)
+            if code != EXIT_OK:
+                status = status or code
+                if not keepGoing:
+                    break
+    finally:
+        if connection is not None:
+            connection.transport.loseConnection()
+    return status
+
+
+# --- errors ------------------------------------------------------------------------
+
+
+def connectReason(e: BaseException) -> str:
+    """Why a connection could not be made, in a few words (C{no such file or directory})."""
+    from twisted.internet import error
+    from twisted.python.failure import Failure
+
+    if isinstance(e, Failure):
+        e = e.value
+    if isinstance(e, error.ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(e, error.ConnectError):
+        os_error = getattr(e, "osError", None)
+        if isinstance(os_error, int):
+            return os.strerror(os_error).lower()
+        if e.args and isinstance(e.args[0], str) and e.args[0].strip():
+            # Twisted's ("2", "No such file or directory") or ("ENOENT: ...").
+            return e.args[0].split(": ", 1)[-1].strip().rstrip(".").lower()
+        message = str(e).split(": ", 1)[-1].rstrip(".")
+        return message.split(": ")[-1].lower() or type(e).__name__
+    return reason(e)
+
+
+def reason(e: BaseException) -> str:
     """One line for an error: the remote message, without AMP's wrapping."""
     from twisted.protocols import amp
     from twisted.python.failure import Failure
@@ -298,19 +372,39 @@ def _reason(e: Exception) -> str:
     return str(e) or type(e).__name__
 
 
+_reason = reason  # the name other modules' tests use
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     arguments = argumentParser().parse_args(argv)
     import asyncio
 
     from twisted.internet import asyncioreactor
 
-    asyncioreactor.install(asyncio.new_event_loop())
+    # The reactor's loop is asyncio's loop of this thread, from the start
+    # (prompt-toolkit's tasks are created before the reactor runs it).
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    asyncioreactor.install(loop)
     from twisted.internet import defer, task
+    from twisted.internet.endpoints import clientFromString
+
+    try:
+        clientFromString(task.Clock(), arguments.connect)
+    except (ValueError, TypeError, KeyError) as e:
+        sys.stderr.write(f"gslb-console: --connect {arguments.connect}: not a client endpoint ({e}); "
+                         "for example unix:gslb.ctl or tcp:127.0.0.1:PORT\n")
+        return EXIT_USAGE
 
     status: list[int] = []
 
     def run(reactor):
-        coroutine = runOnce(reactor, arguments) if arguments.command else runInteractive(reactor, arguments)
+        if arguments.command is not None:
+            coroutine = runOnce(reactor, arguments)
+        elif arguments.file is not None:
+            coroutine = runBatch(reactor, arguments)
+        else:
+            coroutine = runInteractive(reactor, arguments)
         return defer.Deferred.fromCoroutine(coroutine).addCallback(status.append)
 
     try:

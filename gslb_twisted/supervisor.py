@@ -1162,7 +1162,7 @@ class ControlProtocol(amp.AMP):
 
         def merge(byCore: dict) -> dict:
             if not byCore:
-                raise RuntimeError("no core answered")
+                raise CoreUnavailable("no core is serving")
             fallback = byCore[min(byCore)]
             rows = []
             for index, row in enumerate(fallback):

@@ -109,8 +109,8 @@ class ParseErrorTests(SynchronousTestCase):
 
     def test_nothingClose(self):
         self.assertEqual(self.error("frobnicate"),
-                         "unknown command 'frobnicate'; commands start with disable, enable, help, quit, resolve, set, show, "
-                         "stat, unset, watch")
+                         "unknown command 'frobnicate'; commands start with disable, enable, help, quit, resolve, set, show, stat, "
+                         "stop, unset, watch")
         self.assertEqual(self.error("   "), "empty command")
 
     def test_badValues(self):

@@ -370,7 +370,7 @@ class ShowSites(amp.Command):
 
     arguments = [(b"name", amp.Unicode(optional=True))]
     response = [(b"rows", LargeJSON())]
-    errors = {KeyError: b"NO_SUCH_ENTITY"}
+    errors = {KeyError: b"NO_SUCH_ENTITY", CoreUnavailable: b"CORE_UNAVAILABLE"}
 
 
 class ShowServices(amp.Command):
@@ -378,7 +378,7 @@ class ShowServices(amp.Command):
 
     arguments = [(b"name", amp.Unicode(optional=True))]
     response = [(b"rows", LargeJSON())]
-    errors = {KeyError: b"NO_SUCH_ENTITY"}
+    errors = {KeyError: b"NO_SUCH_ENTITY", CoreUnavailable: b"CORE_UNAVAILABLE"}
 
 
 class ShowMEP(amp.Command):
