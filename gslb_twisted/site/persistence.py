@@ -25,6 +25,8 @@ from __future__ import annotations
 import ipaddress
 from typing import Any, Iterable, Mapping, Optional
 
+from gslb_twisted.lb.persistence import wins
+
 # An extension shorter than this is kept but not relayed.
 RELAY_SLACK = 1.0
 # The most entries one site keeps; new keys beyond it are dropped.
@@ -57,22 +59,17 @@ class StoredSession:
 
     def row(self, now: float) -> dict[str, Any]:
         """One row of C{show sessions}."""
-        return {
-            "vserver": self.vserver,
-            "network": self.network,
-            "service": self.service,
-            "version": self.version,
-            "origin": self.origin,
-            "expires_in": round(self.expires - now, 3),
-        }
+        row = self.wire(now)
+        row["expires_in"] = row.pop("ttl")
+        return row
 
     def __repr__(self) -> str:
         return f"<StoredSession {self.vserver} {self.network} -> {self.service} v{self.version} {self.origin}>"
 
 
-def beats(version: int, origin: str, other: StoredSession) -> bool:
-    """Whether an entry of C{(version, origin)} replaces C{other}."""
-    return version > other.version or (version == other.version and origin < other.origin)
+# The appliance's merge rule (higher version, then lower origin): a site and
+# the appliances it relays between must agree on which entry wins.
+beats = wins
 
 
 def _networkOrder(network: str) -> tuple[int, int, int]:
