@@ -361,6 +361,8 @@ class Console:
                 loop.add_signal_handler(signal.SIGINT, task.cancel)
                 installed = True
             except (ValueError, RuntimeError, NotImplementedError):
+                # Not the main thread, or a loop without signal support
+                # (Windows): Ctrl-C then stops the console, not the command.
                 pass
         try:
             await task

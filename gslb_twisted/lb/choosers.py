@@ -17,6 +17,7 @@ Plain objects: no reactor; the clock and the callbacks are passed in.
 
 from __future__ import annotations
 
+import abc
 import functools
 from typing import Callable, Optional, Sequence
 
@@ -90,15 +91,15 @@ class Rotating:
         return self.sets[self.rotation.position], {}
 
 
-class _PerClient:
-    tailored = True
-
+class _PerClient(abc.ABC):
     """
     A chooser whose answer depends on a class of clients (a location, a
     network): per class, the ranked answer sets and a rotation among ties,
     computed at first use and kept for the plan's lifetime.  Clients the
     method cannot place get the C{fallback} chooser.
     """
+
+    tailored = True  # the answer depends on the client (ECS scope)
 
     def __init__(self, indexOf: IndexOf, answers: int, fallback: Rotating) -> None:
         self.indexOf = indexOf
@@ -109,13 +110,13 @@ class _PerClient:
         # Queries the method could not place, answered by the backup method.
         self.fallbacks = 0
 
+    @abc.abstractmethod
     def classify(self, address: str):
         """The client's class, or None when the method cannot place it."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def rank(self, cls, quiet: bool = False) -> Optional[tuple[tuple[str, ...], ...]]:
         """The answer sets of a class (None: fall back for it); C{quiet}: no side effects."""
-        raise NotImplementedError
 
     def _entry(self, address: str):
         cls = self._byAddress.get(address, self)
@@ -275,8 +276,6 @@ class DynamicProximity(_PerClient):
 
 
 class Persistent:
-    tailored = True
-
     """
     SOURCEIP persistence in front of a chooser: a client network with a live
     entry gets its persisted service (first, when answers > 1) while that
@@ -284,6 +283,8 @@ class Persistent:
     client so that cores racing on a new client agree, and the choice
     becomes an entry that the core shares with every other core.
     """
+
+    tailored = True  # the answer depends on the client (ECS scope)
 
     def __init__(
         self,
