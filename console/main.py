@@ -395,6 +395,12 @@ def main(argv: Optional[list[str]] = None) -> int:
         sys.stderr.write(f"gslb-console: --connect {arguments.connect}: not a client endpoint ({e}); "
                          "for example unix:gslb.ctl or tcp:127.0.0.1:PORT\n")
         return EXIT_USAGE
+    from gslb_twisted.endpoints import unixPathProblem
+
+    problem = unixPathProblem(arguments.connect)
+    if problem is not None:
+        sys.stderr.write(f"gslb-console: --connect {arguments.connect}: {problem}\n")
+        return EXIT_USAGE
 
     status: list[int] = []
 

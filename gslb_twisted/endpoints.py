@@ -114,3 +114,30 @@ def bindDNSSocket(endpoint: DNSEndpoint, reusePort: bool = False) -> socket.sock
         sock.close()
         raise
     return sock
+
+
+# sun_path holds 108 bytes on Linux (104 on the BSDs), one of them the
+# terminating NUL.  A longer path fails deep inside connect(2)/bind(2) with
+# an error Twisted reports badly, so it is refused up front, by name.
+UNIX_PATH_MAX = 107
+
+
+def unixPathProblem(description: str) -> str | None:
+    """
+    Why the unix socket path of endpoint C{description} cannot work, or
+    C{None} (also for endpoints that are not C{unix:}).
+
+    >>> unixPathProblem("unix:/tmp/" + "x" * 120)[:25]
+    'socket path is 125 bytes,'
+    """
+    parts = _split(description)
+    if parts[0].lower() != "unix" or len(parts) < 2:
+        return None
+    path = next((part[len("path="):] for part in parts[1:] if part.startswith("path=")), None)
+    if path is None:
+        path = next((part for part in parts[1:] if "=" not in part), "")
+    length = len(path.encode("utf-8", "surrogateescape"))
+    if length > UNIX_PATH_MAX:
+        return (f"socket path is {length} bytes, longer than the {UNIX_PATH_MAX} a unix socket address "
+                "holds; use a shorter (for example relative) path")
+    return None

@@ -16,7 +16,7 @@ from twisted.runner.procmon import ProcessMonitor
 
 from gslb_twisted.config import LOG_FORMATS, ConfigError, Topology, demoTopologyPath, loadTopology
 from gslb_twisted.mastership import hubAssigns
-from gslb_twisted.endpoints import DNSEndpoint, parseDNSEndpoint
+from gslb_twisted.endpoints import DNSEndpoint, parseDNSEndpoint, unixPathProblem
 from gslb_twisted.supervisor import (
     ControlProtocol,
     CoreMonitor,
@@ -174,6 +174,9 @@ def makeService(options: Options):
     if options["sites"]:
         siteEmulators(reactor, options["config"], topology).setServiceParent(root)
     control = options["control"] or topology.appliance.control
+    problem = unixPathProblem(control)
+    if problem is not None:
+        raise SystemExit(f"twistd gslb: control endpoint {control!r}: {problem}")
     endpoint = serverFromString(reactor, unixModeControl(control))
     StreamServerEndpointService(
         endpoint, Factory.forProtocol(lambda: ControlProtocol(monitor))

@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import tempfile
 from argparse import Namespace
 
 from twisted.internet import defer
@@ -178,7 +179,11 @@ class CommandLineTests(TestCase):
         return code, out.decode(), err.decode()
 
     async def test_nothingListens(self):
-        missing = os.path.abspath(self.mktemp()) + ".ctl"
+        # A short path: the checkout (and so mktemp) may be deep enough for
+        # a unix socket address to overflow, which test_pathTooLong covers.
+        directory = tempfile.mkdtemp(prefix="gslb-")
+        self.addCleanup(os.rmdir, directory)
+        missing = os.path.join(directory, "missing.ctl")
         for mode in (["-c", "show cores"], ["-f", "/dev/null"], []):
             code, out, err = await self.console("--connect", "unix:" + missing, *mode)
             if mode == ["-f", "/dev/null"]:
@@ -188,6 +193,17 @@ class CommandLineTests(TestCase):
             self.assertEqual(code, 3, err)
             self.assertEqual(err, f"gslb-console: cannot connect to unix:{missing}: no such file or directory "
                                   "(is the appliance running?)\n")
+
+    async def test_pathTooLong(self):
+        """
+        A unix path longer than a socket address holds is refused by name,
+        before any connection attempt (Twisted would report a bogus timeout).
+        """
+        path = "/tmp/" + "d" * 120 + ".ctl"
+        code, out, err = await self.console("--connect", "unix:" + path, "-c", "show cores")
+        self.assertEqual(code, 2)
+        self.assertEqual(err, f"gslb-console: --connect unix:{path}: socket path is 129 bytes, longer than "
+                              "the 107 a unix socket address holds; use a shorter (for example relative) path\n")
 
     async def test_notAnEndpoint(self):
         code, out, err = await self.console("--connect", "bogus:x", "-c", "show cores")

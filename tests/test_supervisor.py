@@ -16,6 +16,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from gslb_twisted.protocol.commands import AssignSite, CoreReady, CoreStatus, Deliver, LogEvent, MasterChanged, Publish
 from gslb_twisted.respawn import RespawnPolicy
+from gslb_twisted.endpoints import unixPathProblem
 from gslb_twisted.supervisor import CHILD_AMP_IN, CoreMonitor, Hub, unixModeControl
 
 
@@ -303,6 +304,18 @@ class ControlEndpointTests(SynchronousTestCase):
         self.assertEqual(unixModeControl("unix:gslb.ctl"), "unix:gslb.ctl:mode=600")
         self.assertEqual(unixModeControl("unix:x.ctl:mode=660"), "unix:x.ctl:mode=660")
         self.assertEqual(unixModeControl("tcp:5301:interface=127.0.0.1"), "tcp:5301:interface=127.0.0.1")
+
+    def test_unixPathTooLong(self):
+        """
+        A control path that does not fit a unix socket address is named as
+        the problem (with its length); paths that fit, and TCP, pass.
+        """
+        long = "/run/" + "p" * 110 + ".ctl"
+        self.assertIn("socket path is 119 bytes, longer than the 107", unixPathProblem("unix:" + long))
+        self.assertIn("119 bytes", unixPathProblem(f"unix:path={long}:mode=600"))
+        self.assertIsNone(unixPathProblem("unix:" + "p" * 107))
+        self.assertIsNone(unixPathProblem("unix:gslb.ctl:mode=600"))
+        self.assertIsNone(unixPathProblem("tcp:5301:interface=127.0.0.1"))
 
 
 class HubMastershipTests(SynchronousTestCase):

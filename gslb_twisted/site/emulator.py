@@ -55,6 +55,7 @@ from twisted.protocols import amp
 from zope.interface import implementer
 
 from gslb_twisted.config import ConfigError, MEPPeer, Site, Topology
+from gslb_twisted.endpoints import unixPathProblem
 from gslb_twisted.lb.locations import LocationDB, LocationDBError
 from gslb_twisted.logs import ConsoleSubscribers, describeAddress
 from gslb_twisted.mep.rules import initiates
@@ -782,6 +783,9 @@ def makeSiteEmulator(
             topology.path, f"[[site]] {site.name!r} emulator", "control",
             f"expected an endpoint string such as \"unix:{site.name}.ctl\" ({e})", description,
         ) from None
+    problem = unixPathProblem(description)
+    if problem is not None:
+        raise ConfigError(topology.path, f"[[site]] {site.name!r} emulator", "control", problem, description)
     control = StreamServerEndpointService(endpoint, Factory.forProtocol(lambda: SiteControlProtocol(emulator)))
     control.setName("control")
     control.setServiceParent(emulator)
