@@ -58,6 +58,15 @@ PERSISTENCE_TYPES = ("NONE", "SOURCEIP")
 SPILLOVER_METHODS = ("NONE", "CONNECTION", "DYNAMICCONNECTION", "BANDWIDTH", "HEALTH")
 SPILLOVER_ACTIONS = ("ACCEPT", "DROP")
 SNMP_VERSIONS = ("1", "2c", "3")
+# How a metric's value comes from what the agent answers (see MetricSpec).
+METRIC_TYPES = ("gauge", "counter", "ratio")
+# What a MEP site reports for every service, and the ceilings CUSTOMLOAD
+# uses for them when a vserver names none (load is a percentage).
+MEP_METRICS = ("connections", "response_time", "bandwidth", "packets", "load")
+MEP_CEILINGS = MappingProxyType({"load": 100.0})
+# Placeholders a metric table's OIDs may hold: the site's interface index,
+# and each service's instance (so that the metric is per service).
+OID_PLACEHOLDERS = ("{interface}", "{service}")
 LOG_FORMATS = ("text", "json")
 
 DEFAULT_DNS = ("udp:5300:interface=127.0.0.1", "tcp:5300:interface=127.0.0.1")
@@ -223,6 +232,16 @@ class SNMPSettings:
     auth_key: Optional[str]
     priv_protocol: Optional[str]
     priv_key: Optional[str]
+    interface: int = 1  # the ifIndex that {interface} in the table's OIDs names
+    timeout: Optional[float] = None  # seconds per try; None: from metrics_interval
+    retries: int = 1
+
+    @property
+    def securityLevel(self) -> str:
+        """USM's level for v3 (noAuthNoPriv, authNoPriv, authPriv)."""
+        if self.priv_protocol:
+            return "authPriv"
+        return "authNoPriv" if self.auth_protocol else "noAuthNoPriv"
 
 
 @dataclass(frozen=True)
@@ -238,9 +257,36 @@ class Site:
 
 
 @dataclass(frozen=True)
+class MetricSpec:
+    """
+    One metric of a table: how to compute it from an SNMP agent's answers.
+
+    C{gauge}: the value as read; C{counter}: its rate per second between two
+    polls (wraps of 32-bit counters handled); C{ratio}: the value divided by
+    the value of OID C{of}.  Then C{value * scale + offset} (so that a
+    CPU-idle percentage becomes busy: scale -1, offset 100).  C{ceiling}:
+    CUSTOMLOAD's default ceiling for it.
+    """
+
+    name: str
+    oid: str
+    type: str = "gauge"
+    of: Optional[str] = None
+    scale: float = 1.0
+    offset: float = 0.0
+    ceiling: Optional[float] = None
+
+    @property
+    def perService(self) -> bool:
+        return "{service}" in self.oid or (self.of is not None and "{service}" in self.of)
+
+
+@dataclass(frozen=True)
 class MetricTable:
     name: str
-    metrics: Mapping[str, str]  # metric name -> OID
+    metrics: Mapping[str, MetricSpec]  # metric name -> how to read it
+    origin: str = ""  # the file it was read from (shipped tables: fixtures/metric_tables/)
+    description: str = ""
 
 
 @dataclass(frozen=True)
@@ -265,6 +311,10 @@ class Service:
     max_clients: int
     backend: Optional[str]
     monitor: Optional[Monitor]
+    # SNMP sites: this service's index in the table's {service} OIDs (an OID
+    # suffix such as "3", or a name such as "/Common/vs_web", encoded as an
+    # SNMP string index).
+    snmp_instance: Optional[str] = None
 
     @functools.cached_property
     def family(self) -> int:
@@ -282,7 +332,7 @@ class ServiceBinding:
 class CustomLoadMetric:
     metric: str
     weight: float
-    ceiling: float
+    ceiling: Optional[float]  # None: each service's metric table says
     threshold: Optional[float]
 
 
@@ -330,6 +380,39 @@ class Topology:
     siteByName: Mapping[str, Site] = field(compare=False, repr=False)
     serviceByName: Mapping[str, Service] = field(compare=False, repr=False)
     vserverByName: Mapping[str, VServer] = field(compare=False, repr=False)
+    # Every table a site may name: the shipped ones, then the file's own
+    # (which replace a shipped table of the same name).
+    tableByName: Mapping[str, MetricTable] = field(compare=False, repr=False, default_factory=dict)
+    _sourceMetrics: dict = field(compare=False, repr=False, default_factory=dict)
+
+    def metricTableOf(self, site: Site) -> Optional[MetricTable]:
+        """The metric table an SNMP site is polled with (C{None} for MEP)."""
+        if site.snmp is None or site.protocol != "snmp":
+            return None
+        return self.tableByName.get(site.snmp.table)
+
+    def metricsOf(self, site: Site) -> tuple[frozenset, Mapping[str, float]]:
+        """
+        The metric names a site's services can report, and the ceilings its
+        source gives them: the MEP metrics, the table's for an SNMP site,
+        none for a static site.  (Cached: plans ask for every candidate.)
+        """
+        known = self._sourceMetrics.get(site.name)
+        if known is None or known[0] is not site:
+            known = self._sourceMetrics[site.name] = (site, self._metricsOf(site))
+        return known[1]
+
+    def _metricsOf(self, site: Site) -> tuple[frozenset, Mapping[str, float]]:
+        if site.protocol == "snmp":
+            table = self.metricTableOf(site)
+            if table is None:
+                return frozenset(), {}
+            return frozenset(table.metrics), {
+                name: spec.ceiling for name, spec in table.metrics.items() if spec.ceiling is not None
+            }
+        if not site.metric_exchange:
+            return frozenset(), {}
+        return frozenset(MEP_METRICS), MEP_CEILINGS
 
 
 # ---------------------------------------------------------------------------
@@ -772,10 +855,25 @@ def _snmp(path: str, label: str, raw: Any) -> SNMPSettings:
             "one of DES, AES, AES128, AES192, AES256", None,
         ),
         priv_key=t.get("priv_key", _str, "a non-empty string", None),
+        interface=t.get("interface", _int(1, 2147483647), "an interface index (ifIndex) from 1", 1),
+        timeout=t.get("timeout", _number(0.05, 30), "a number of seconds from 0.05 to 30", None),
+        retries=t.get("retries", _int(0, 5), "an integer from 0 to 5", 1),
     )
     t.finish()
-    if settings.version == "3" and not settings.user:
-        raise t.error("user", 'expected a user name when version = "3"')
+    if settings.version == "3":
+        if not settings.user:
+            raise t.error("user", 'expected a user name when version = "3"')
+        for protocol, key in (("auth_protocol", "auth_key"), ("priv_protocol", "priv_key")):
+            if getattr(settings, protocol) and not getattr(settings, key):
+                raise t.error(key, f"expected a key (8 characters or more) with {protocol}")
+            value = getattr(settings, key)
+            if value is not None and len(value) < 8:
+                # RFC 3414 keys from passphrases: net-snmp refuses shorter ones.
+                raise t.error(key, "expected at least 8 characters", "(hidden)")
+            if value is not None and not getattr(settings, protocol):
+                raise t.error(protocol, f"expected a protocol for {key}")
+        if settings.priv_protocol and not settings.auth_protocol:
+            raise t.error("auth_protocol", "expected authentication when priv_protocol is set (USM has no privacy without it)")
     return settings
 
 
@@ -802,22 +900,52 @@ def _site(path: str, raw: Any, index: int) -> Site:
     return site
 
 
+def _tableOID(value: Any) -> str:
+    """A numeric OID, possibly with L{OID_PLACEHOLDERS} as sub-identifiers."""
+    if not isinstance(value, str):
+        raise TypeError(value)
+    plain = value
+    for placeholder in OID_PLACEHOLDERS:
+        plain = plain.replace(placeholder, "1")
+    _oid(plain)
+    if "{" in plain or "}" in plain:
+        raise ValueError(value)
+    return value.lstrip(".")
+
+
+def _metricSpec(path: str, label: str, name: str, raw: Any) -> MetricSpec:
+    oidExpected = 'a numeric OID such as "1.3.6.1.2.1.6.9.0" ({interface} and {service} may stand for sub-identifiers)'
+    if isinstance(raw, str):
+        try:
+            return MetricSpec(name=name, oid=_tableOID(raw))
+        except (TypeError, ValueError):
+            raise ConfigError(path, label, f"metrics.{name}", f"expected {oidExpected}", raw) from None
+    t = _Table(path, f"{label} metrics.{name}", raw)
+    spec = MetricSpec(
+        name=name,
+        oid=t.get("oid", _tableOID, oidExpected),
+        type=t.get("type", _choice(METRIC_TYPES, str.lower), 'one of "gauge", "counter", "ratio"', "gauge"),
+        of=t.get("of", _tableOID, "the OID of the denominator (for type = \"ratio\")", None),
+        scale=t.get("scale", _number(-1e12, 1e12), "a number", 1.0),
+        offset=t.get("offset", _number(-1e12, 1e12), "a number", 0.0),
+        ceiling=t.get("ceiling", _number(0, exclusive=True), "a number above 0", None),
+    )
+    t.finish()
+    if (spec.type == "ratio") != (spec.of is not None):
+        raise t.error("of", 'expected "of" (the denominator OID) exactly when type = "ratio"', spec.of)
+    return spec
+
+
 def _metricTable(path: str, raw: Any, index: int) -> MetricTable:
     t = _Table(path, _label("metric_table", raw, index), raw)
     name = t.get("name", _str, "a non-empty string")
-    metrics = t.get("metrics", lambda v: v, "a table of metric = \"OID\"")
+    description = t.get("description", _str, "a non-empty string", "")
+    metrics = t.get("metrics", lambda v: v, "a table of metric = \"OID\" or { oid, type, ... }")
     if not isinstance(metrics, dict) or not metrics:
-        raise t.error("metrics", 'expected a non-empty table of metric = "OID"', metrics)
-    checked = {}
-    for metric, oid in metrics.items():
-        try:
-            checked[metric] = _oid(oid)
-        except (TypeError, ValueError):
-            raise t.error(
-                f"metrics.{metric}", 'expected a numeric OID such as "1.3.6.1.2.1.6.9.0"', oid
-            ) from None
+        raise t.error("metrics", 'expected a non-empty table of metric = "OID" or { oid, type, ... }', metrics)
+    checked = {metric: _metricSpec(path, t.label, metric, raw) for metric, raw in metrics.items()}
     t.finish()
-    return MetricTable(name=name, metrics=MappingProxyType(checked))
+    return MetricTable(name=name, metrics=MappingProxyType(checked), origin=path, description=description)
 
 
 def _monitor(path: str, label: str, raw: Any) -> Monitor:
@@ -859,6 +987,7 @@ def _service(path: str, raw: Any, index: int) -> Service:
         max_clients=t.get("max_clients", _int(0, 4294967294), "a non-negative integer (0: no limit)", 0),
         backend=t.get("backend", _url, 'a URL such as "http://127.0.0.1:8081/health"', None),
         monitor=None if monitor is None else _monitor(path, t.label, monitor),
+        snmp_instance=t.get("snmp_instance", _str, 'an OID suffix such as "3" or a name such as "/Common/vs_web"', None),
     )
     t.finish()
     return service
@@ -881,7 +1010,7 @@ def _customLoad(path: str, label: str, raw: Any, index: int) -> CustomLoadMetric
     metric = CustomLoadMetric(
         metric=t.get("metric", _str, "a metric name"),
         weight=t.get("weight", _number(0, exclusive=True), "a number above 0", 1.0),
-        ceiling=t.get("ceiling", _number(0, exclusive=True), "a number above 0"),
+        ceiling=t.get("ceiling", _number(0, exclusive=True), "a number above 0", None),
         threshold=t.get("threshold", _number(0), "a non-negative number", None),
     )
     t.finish()
@@ -1076,15 +1205,10 @@ def parseTopology(document: dict, path: str) -> Topology:
                     )
                 seen.append(current.name)
                 current = vserverByName.get(current.backup_vserver) if current.backup_vserver else None
-    tableNames = {table.name for table in tables} | set(SHIPPED_METRIC_TABLES)
-    for site in sites:
-        if site.snmp is not None and site.snmp.table not in tableNames:
-            raise ConfigError(
-                path, f"[[site]] {site.name!r} snmp", "table",
-                "expected a [[metric_table]] name or a shipped table (" + ", ".join(sorted(tableNames)) + ")",
-                site.snmp.table,
-            )
-    return Topology(
+    tableByName = dict(shippedMetricTables())
+    tableByName.update((table.name, table) for table in tables)
+    _checkSNMPSites(path, sites, services, tableByName)
+    topology = Topology(
         path=path,
         appliance=appliance,
         zones=zones,
@@ -1095,11 +1219,137 @@ def parseTopology(document: dict, path: str) -> Topology:
         siteByName=MappingProxyType(siteByName),
         serviceByName=MappingProxyType(serviceByName),
         vserverByName=MappingProxyType(vserverByName),
+        tableByName=MappingProxyType(tableByName),
     )
+    for vserver in vservers:
+        _checkCustomLoad(path, topology, vserver)
+    return topology
 
 
-# Metric tables shipped with the product (fixtures/); SNMP support fills them in.
-SHIPPED_METRIC_TABLES = ("linux-host",)
+def _checkSNMPSites(path: str, sites, services, tableByName: Mapping[str, MetricTable]) -> None:
+    """Every SNMP site names a known table whose placeholders its services fill."""
+    users: dict[str, tuple] = {}
+    for site in sites:
+        if site.snmp is None:
+            continue
+        label = f"[[site]] {site.name!r} snmp"
+        table = tableByName.get(site.snmp.table)
+        if table is None:
+            raise ConfigError(
+                path, label, "table",
+                "expected a [[metric_table]] name or a shipped table (" + ", ".join(sorted(tableByName)) + ")",
+                site.snmp.table,
+            )
+        if any(spec.perService for spec in table.metrics.values()):
+            for service in services:
+                if service.site == site.name and service.snmp_instance is None:
+                    raise ConfigError(
+                        path, f"[[service]] {service.name!r}", "snmp_instance",
+                        f"expected this service's index in table {table.name!r} (its OIDs hold {{service}})",
+                        hasFound=False,
+                    )
+        if site.snmp.version == "3":
+            # One engine per core holds every v3 user by name: two sites may
+            # share a user only with the same keys.
+            keys = (site.snmp.auth_protocol, site.snmp.auth_key, site.snmp.priv_protocol, site.snmp.priv_key)
+            other = users.setdefault(site.snmp.user, (site.name, keys))
+            if other[1] != keys:
+                raise ConfigError(
+                    path, label, "user",
+                    f"expected the same protocols and keys as site {other[0]!r}, which uses this v3 user too",
+                    site.snmp.user,
+                )
+
+
+def _checkCustomLoad(path: str, topology: Topology, vserver: VServer) -> None:
+    """
+    Each CUSTOMLOAD metric is one some bound service's source reports (a
+    typo would otherwise silently mean "backup method forever"), with a
+    ceiling from the vserver or from every such source.
+    """
+    if not vserver.custom_load:
+        return
+    sources = []
+    for binding in vserver.services:
+        service = topology.serviceByName[binding.name]
+        site = topology.siteByName.get(service.site)
+        if site is not None:
+            sources.append((service, site) + topology.metricsOf(site))
+    for index, spec in enumerate(vserver.custom_load):
+        providers = [(service, site, ceilings) for service, site, provides, ceilings in sources if spec.metric in provides]
+        label = f"[[vserver]] {vserver.name!r} custom_load[{index}]"
+        known = sorted({metric for _, _, provides, _ in sources for metric in provides})
+        if not providers and known:
+            # (Static sites report nothing: such a vserver answers with its
+            # backup method, as the engine says at run time.)
+            raise ConfigError(
+                path, label, "metric",
+                "expected a metric a bound service's site reports (" + ", ".join(known) + ")", spec.metric,
+            )
+        if spec.ceiling is None:
+            for service, site, ceilings in providers:
+                if spec.metric not in ceilings:
+                    source = f"table {site.snmp.table!r}" if site.protocol == "snmp" else "MEP"
+                    raise ConfigError(
+                        path, label, "ceiling",
+                        f"expected a ceiling: {source} (site {site.name!r}) gives {spec.metric!r} none",
+                        hasFound=False,
+                    )
+
+
+_shippedTables: Optional[dict] = None
+
+
+def shippedFixture(*parts: str) -> str:
+    """
+    A file or directory shipped in fixtures/: the checkout's, or the copy a
+    non-editable install puts under C{share/gslb-twisted} (the checkout's
+    path when neither exists).
+    """
+    import sys
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    candidates = [
+        os.path.join(os.path.dirname(here), "fixtures", *parts),
+        os.path.join(sys.prefix, "share", "gslb-twisted", "fixtures", *parts),
+    ]
+    for candidate in candidates:
+        if os.path.exists(candidate):
+            return candidate
+    return candidates[0]
+
+
+def metricTablesDirectory() -> str:
+    """The shipped metric tables (fixtures/metric_tables)."""
+    return shippedFixture("metric_tables")
+
+
+def shippedMetricTables() -> Mapping[str, MetricTable]:
+    """
+    The metric tables shipped in fixtures/metric_tables/*.toml (each file
+    holds C{[[metric_table]]} entries as a topology would), read once.
+
+    @raise ConfigError: a shipped file is broken (named, as any config file).
+    """
+    global _shippedTables
+    if _shippedTables is None:
+        tables: dict[str, MetricTable] = {}
+        directory = metricTablesDirectory()
+        names = sorted(os.listdir(directory)) if os.path.isdir(directory) else []
+        for name in names:
+            if not name.endswith(".toml"):
+                continue
+            path = os.path.join(directory, name)
+            try:
+                with open(path, "rb") as f:
+                    document = tomllib.load(f)
+            except (OSError, tomllib.TOMLDecodeError) as e:
+                raise ConfigError(path, "file", None, f"is not a readable TOML file ({e})", hasFound=False) from None
+            for i, raw in enumerate(_array(path, document, "metric_table")):
+                table = _metricTable(path, raw, i)
+                tables[table.name] = table
+        _shippedTables = tables
+    return MappingProxyType(_shippedTables)
 
 
 def loadTopology(path: str) -> Topology:
@@ -1125,14 +1375,4 @@ def demoTopologyPath() -> str:
     Where the built-in demo topology is: the checkout's C{fixtures/demo.toml},
     or the copy a non-editable install puts under C{share/gslb-twisted}.
     """
-    import sys
-
-    here = os.path.dirname(os.path.abspath(__file__))
-    candidates = [
-        os.path.join(os.path.dirname(here), "fixtures", "demo.toml"),
-        os.path.join(sys.prefix, "share", "gslb-twisted", "fixtures", "demo.toml"),
-    ]
-    for candidate in candidates:
-        if os.path.exists(candidate):
-            return candidate
-    return candidates[0]
+    return shippedFixture("demo.toml")

@@ -37,6 +37,16 @@ def minimal() -> dict:
     }
 
 
+def snmpDocument() -> dict:
+    """L{minimal} plus a Linux host polled over SNMP, bound to www."""
+    doc = minimal()
+    doc["site"].append({"name": "legacy", "ip": "127.0.0.40", "protocol": "snmp",
+                        "snmp": {"port": 16101, "community": "public", "table": "linux-host"}})
+    doc["service"].append({"name": "legacy-web", "site": "legacy", "ip": "192.0.2.40"})
+    doc["vserver"][0]["services"] = ["east-web", "legacy-web"]
+    return doc
+
+
 def withVserver(doc: dict, name: str, **keys) -> dict:
     doc["vserver"].append({"name": name, "domains": [f"{name}.demo.gslb"], "services": ["east-web"], **keys})
     return doc
@@ -539,7 +549,89 @@ class ReferenceTests(ConfigTestCase):
         doc["metric_table"] = [{"name": "my-lb", "metrics": {"connections": ".1.3.6.1.2.1.6.9.0"}}]
         topology = parseTopology(doc, PATH)
         self.assertEqual(topology.sites[0].snmp.table, "my-lb")
-        self.assertEqual(dict(topology.metric_tables[0].metrics), {"connections": "1.3.6.1.2.1.6.9.0"})
+        spec = topology.metric_tables[0].metrics["connections"]
+        self.assertEqual((spec.oid, spec.type, spec.scale, spec.offset, spec.ceiling),
+                         ("1.3.6.1.2.1.6.9.0", "gauge", 1.0, 0.0, None))
+        self.assertIs(topology.metricTableOf(topology.sites[0]), topology.metric_tables[0])
+
+    def test_shippedTables(self):
+        """linux-host and the vendor template come with the product, fully specified."""
+        doc = snmpDocument()
+        topology = parseTopology(doc, PATH)
+        linux = topology.metricTableOf(topology.siteByName["legacy"])
+        self.assertEqual(linux.name, "linux-host")
+        self.assertTrue(linux.origin.endswith(os.path.join("fixtures", "metric_tables", "linux-host.toml")))
+        self.assertEqual(linux.metrics["connections"].oid, "1.3.6.1.2.1.6.9.0")
+        self.assertEqual(linux.metrics["bandwidth"].type, "counter")
+        self.assertEqual(linux.metrics["memory"].of, "1.3.6.1.4.1.2021.4.5.0")
+        self.assertIn("f5-bigip-ltm", topology.tableByName)
+        self.assertTrue(topology.tableByName["f5-bigip-ltm"].metrics["connections"].perService)
+
+    def test_tableReplacesShipped(self):
+        doc = snmpDocument()
+        doc["metric_table"] = [{"name": "linux-host", "metrics": {"connections": "1.3.6.1.2.1.6.9.0"}}]
+        topology = parseTopology(doc, PATH)
+        self.assertEqual(list(topology.metricTableOf(topology.siteByName["legacy"]).metrics), ["connections"])
+
+    def test_metricSpecForms(self):
+        doc = snmpDocument()
+        doc["metric_table"] = [{"name": "mine", "metrics": {
+            "busy": {"oid": "1.3.6.1.4.1.2021.11.11.0", "scale": -1, "offset": 100, "ceiling": 100},
+            "out": {"oid": ".1.3.6.1.2.1.31.1.1.1.10.{interface}", "type": "counter", "scale": 0.008},
+            "used": {"oid": "1.3.6.1.4.1.2021.4.6.0", "type": "ratio", "of": "1.3.6.1.4.1.2021.4.5.0"},
+        }}]
+        table = parseTopology(doc, PATH).tableByName["mine"]
+        self.assertEqual(table.metrics["out"].oid, "1.3.6.1.2.1.31.1.1.1.10.{interface}")
+        self.assertEqual((table.metrics["busy"].scale, table.metrics["busy"].offset), (-1.0, 100.0))
+
+    def test_metricSpecErrors(self):
+        for spec, key, fragment in [
+            ({"oid": "1.3.6.x"}, "oid", "a numeric OID"),
+            ({"oid": "1.3.6.1.{nope}"}, "oid", "a numeric OID"),
+            ({"oid": "1.3.6.1", "type": "rate"}, "type", '"gauge", "counter", "ratio"'),
+            ({"oid": "1.3.6.1", "type": "ratio"}, "of", '"of" (the denominator OID) exactly when type = "ratio"'),
+            ({"oid": "1.3.6.1", "of": "1.3.6.2"}, "of", "exactly when"),
+            ({"oid": "1.3.6.1", "ceiling": 0}, "ceiling", "a number above 0"),
+            ({"oid": "1.3.6.1", "unit": "kb"}, "unit", "unknown key"),
+        ]:
+            doc = snmpDocument()
+            doc["metric_table"] = [{"name": "mine", "metrics": {"m": spec}}]
+            self.assertConfigError(doc, "[[metric_table]] 'mine' metrics.m", key, fragment)
+
+    def test_perServiceTableNeedsInstances(self):
+        """A table whose OIDs hold {service} needs every service of the site to say its index."""
+        doc = snmpDocument()
+        doc["site"][1]["snmp"]["table"] = "f5-bigip-ltm"
+        self.assertConfigError(doc, "[[service]] 'legacy-web'", "snmp_instance", "'f5-bigip-ltm'", "{service}")
+        doc["service"][1]["snmp_instance"] = "/Common/vs_web"
+        self.assertEqual(parseTopology(doc, PATH).serviceByName["legacy-web"].snmp_instance, "/Common/vs_web")
+
+    def test_snmpV3Checks(self):
+        cases = [
+            ({"version": "3", "user": "u", "auth_protocol": "SHA"}, "auth_key", "a key (8 characters or more)"),
+            ({"version": "3", "user": "u", "auth_protocol": "SHA", "auth_key": "short"}, "auth_key", "at least 8"),
+            ({"version": "3", "user": "u", "priv_protocol": "AES", "priv_key": "privpass1"}, "auth_protocol", "authentication"),
+            ({"version": "3", "user": "u", "auth_key": "authpass1"}, "auth_protocol", "a protocol for auth_key"),
+        ]
+        for settings, key, fragment in cases:
+            doc = snmpDocument()
+            doc["site"][1]["snmp"] = settings
+            error = self.assertConfigError(doc, "[[site]] 'legacy' snmp", key, fragment)
+            self.assertNotIn("short", str(error))  # keys are never echoed
+        doc = snmpDocument()
+        doc["site"][1]["snmp"] = {"version": "3", "user": "u", "auth_protocol": "sha", "auth_key": "authpass1",
+                                  "priv_protocol": "aes", "priv_key": "privpass1"}
+        site = parseTopology(doc, PATH).siteByName["legacy"]
+        self.assertEqual((site.snmp.auth_protocol, site.snmp.securityLevel), ("SHA", "authPriv"))
+
+    def test_snmpV3SharedUser(self):
+        """Two sites may share a v3 user only with the same keys (one engine per core holds it)."""
+        doc = snmpDocument()
+        v3 = {"version": "3", "user": "u", "auth_protocol": "SHA", "auth_key": "authpass1"}
+        doc["site"][1]["snmp"] = dict(v3)
+        doc["site"].append({"name": "legacy2", "ip": "127.0.0.41", "protocol": "snmp",
+                            "snmp": dict(v3, auth_key="otherpass")})
+        self.assertConfigError(doc, "[[site]] 'legacy2' snmp", "user", "the same protocols and keys as site 'legacy'")
 
 
 class DuplicateTests(ConfigTestCase):
@@ -624,7 +716,37 @@ class ConsistencyTests(ConfigTestCase):
     def test_customLoadCeilingMissing(self):
         doc = minimal()
         doc["vserver"][0].update(lb_method="CUSTOMLOAD", custom_load=[{"metric": "connections"}])
-        self.assertConfigError(doc, "[[vserver]] 'www' custom_load[0]", "ceiling", "a number above 0", "found nothing")
+        self.assertConfigError(doc, "[[vserver]] 'www' custom_load[0]", "ceiling",
+                               "expected a ceiling: MEP (site 'east') gives 'connections' none")
+
+    def test_customLoadCeilingFromSources(self):
+        """
+        Without a ceiling of its own, a CUSTOMLOAD metric takes each
+        source's: MEP gives load (a percentage) one, a table gives its own.
+        """
+        doc = minimal()
+        doc["vserver"][0].update(lb_method="CUSTOMLOAD", custom_load=[{"metric": "load"}])
+        self.assertIsNone(parseTopology(doc, PATH).vservers[0].custom_load[0].ceiling)
+        doc = snmpDocument()
+        doc["vserver"][0].update(lb_method="CUSTOMLOAD", custom_load=[{"metric": "memory"}, {"metric": "load"}])
+        topology = parseTopology(doc, PATH)
+        self.assertEqual(topology.metricsOf(topology.siteByName["legacy"])[1]["memory"], 100.0)
+
+    def test_customLoadUnknownMetric(self):
+        """A metric no bound service's source reports is a typo, named with the known ones."""
+        doc = snmpDocument()
+        doc["vserver"][0].update(lb_method="CUSTOMLOAD", custom_load=[{"metric": "memroy", "ceiling": 100}])
+        self.assertConfigError(doc, "[[vserver]] 'www' custom_load[0]", "metric",
+                               "a metric a bound service's site reports", "memory", "response_time", "found 'memroy'")
+
+    def test_customLoadMixedSources(self):
+        """One metric from an SNMP table, one from MEP only: both are accepted."""
+        doc = snmpDocument()
+        doc["vserver"][0].update(lb_method="CUSTOMLOAD", custom_load=[
+            {"metric": "cpu"}, {"metric": "response_time", "ceiling": 500},
+        ])
+        self.assertEqual([spec.metric for spec in parseTopology(doc, PATH).vservers[0].custom_load],
+                         ["cpu", "response_time"])
 
     def test_tlsWithoutCert(self):
         doc = minimal()

@@ -4,6 +4,7 @@ against expectations computed by hand, and the consistent-hash ring.
 """
 
 import random
+from dataclasses import replace
 from collections import Counter
 
 from hypothesis import given, settings
@@ -21,6 +22,7 @@ from gslb_twisted.lb.methods import (
     customLoadGroups,
     groupSets,
     leastMetricGroups,
+    missingMetric,
     overThresholds,
     proximityGroups,
     rankGroups,
@@ -224,6 +226,53 @@ class CustomLoadTests(SynchronousTestCase):
         a = candidate("a", x=1, y=0)  # 1/3 / 2
         b = candidate("b", x=0, y=7 / 3)  # (7/3)/7 / 2
         self.assertEqual(names(customLoadGroups([a, b], spec)), [["a", "b"]])
+
+
+class MixedSourceTests(SynchronousTestCase):
+    """
+    CUSTOMLOAD over MEP and SNMP sites at once: each service is weighed by
+    the metrics its site's source reports, with that source's ceilings
+    where the vserver names none.
+    """
+
+    spec = (
+        CustomLoadMetric("connections", 1.0, 1000.0, None),
+        CustomLoadMetric("memory", 1.0, None, 90.0),
+        CustomLoadMetric("response_time", 2.0, 500.0, 400.0),
+    )
+
+    def mep(self, name, **metrics):
+        return replace(candidate(name, **metrics), provides=frozenset(
+            ("connections", "response_time", "bandwidth", "packets", "load")), ceilings={"load": 100.0})
+
+    def snmp(self, name, **metrics):
+        return replace(candidate(name, **metrics), provides=frozenset(("connections", "memory", "cpu")),
+                       ceilings={"memory": 100.0, "connections": 1000.0})
+
+    def test_eachByWhatItsSourceReports(self):
+        # MEP: (300/1000 + 2 * 250/500) / 3; SNMP: (100/1000 + 40/100) / 2.
+        self.assertAlmostEqual(customLoad(self.mep("m", connections=300, response_time=250), self.spec), 1.3 / 3)
+        self.assertAlmostEqual(customLoad(self.snmp("s", connections=100, memory=40), self.spec), 0.25)
+        groups = customLoadGroups([self.mep("m", connections=300, response_time=250),
+                                   self.snmp("s", connections=100, memory=40)], self.spec)
+        self.assertEqual(names(groups), [["s"], ["m"]])
+
+    def test_reportedButMissingIsStillMissing(self):
+        """An SNMP host that has not answered its memory OID yet has no load (the vserver falls back)."""
+        self.assertIsNone(customLoad(self.snmp("s", connections=100), self.spec))
+        self.assertEqual(missingMetric([self.snmp("s", connections=100)], ("memory",), reportedOnly=True), ("s", "memory"))
+        self.assertIsNone(missingMetric([self.mep("m", connections=1, response_time=1)], ("memory",), reportedOnly=True))
+
+    def test_noApplicableMetricIsNoLoad(self):
+        only = (CustomLoadMetric("memory", 1.0, 100.0, None),)
+        self.assertIsNone(customLoad(self.mep("m", connections=1), only))
+
+    def test_thresholdsOnlyWhereReported(self):
+        """A MEP site is never excluded for SNMP's memory, and "all" counts only its own thresholds."""
+        mep = self.mep("m", connections=1, response_time=450)
+        self.assertEqual(overThresholds(mep, self.spec, "all"), ["response_time 450 > 400"])
+        snmp = self.snmp("s", connections=1, memory=95)
+        self.assertEqual(overThresholds(snmp, self.spec, "all"), ["memory 95 > 90"])
 
 
 class ThresholdTests(SynchronousTestCase):

@@ -181,7 +181,7 @@ class FallbackTests(SynchronousTestCase):
             vserver(services=("east-a", "west-a", "west-b")),
             vserver("static", services=("east-a", "fixed-a")),
             vserver("custom", services=("east-a", "west-a"), lb_method="CUSTOMLOAD",
-                    extra='custom_load = [{ metric = "connections", ceiling = 100 }, { metric = "cpu", ceiling = 100 }]'),
+                    extra='custom_load = [{ metric = "connections", ceiling = 100 }, { metric = "load", ceiling = 100 }]'),
             vserver("rtt", services=("east-a", "west-a"), lb_method="RTT"),
             vserver("lcbackup", services=("east-a", "west-a"), backup_lb_method="LEASTPACKETS"),
         )
@@ -216,10 +216,10 @@ class FallbackTests(SynchronousTestCase):
         self.assertEqual(servicesIn(result.sets), {"east-a", "fixed-a"})
 
     def test_customLoadMissingOneMetric(self):
-        reportAll(self.table, {"east-a": up(connections=1, cpu=5), "west-a": up(connections=2)})
+        reportAll(self.table, {"east-a": up(connections=1, load=5), "west-a": up(connections=2)})
         result = plan(self.t, self.table, "custom")
         self.assertTrue(result.fallback)
-        self.assertEqual(result.fallbackReason, "west-a: no cpu reported")
+        self.assertEqual(result.fallbackReason, "west-a: no load reported")
 
     def test_rttWithoutMetricsFallsBack(self):
         report(self.table, "east", {"east-a": up()}, now=NOW - 60)
@@ -305,7 +305,7 @@ class CustomLoadPlanTests(SynchronousTestCase):
             vserver("all", services=("east-a", "east-b", "west-a"), lb_method="CUSTOMLOAD", extra=CUSTOM,
                     custom_load_exclude="all"),
             vserver("plain", services=("east-a", "east-b", "west-a"), lb_method="CUSTOMLOAD",
-                    extra='custom_load = [{ metric = "connections", ceiling = 100 }, { metric = "cpu", ceiling = 50 }]'),
+                    extra='custom_load = [{ metric = "connections", ceiling = 100 }, { metric = "load", ceiling = 50 }]'),
         )
         self.table = emptyTable(self.t)
 
@@ -322,8 +322,8 @@ class CustomLoadPlanTests(SynchronousTestCase):
 
     def test_equalWeightsByDefault(self):
         """No weights: east-a (0.2 + 0.8)/2 = 0.5 loses to east-b (0.5 + 0.2)/2 = 0.35."""
-        reportAll(self.table, {"east-a": up(connections=20, cpu=40), "east-b": up(connections=50, cpu=10),
-                               "west-a": up(connections=90, cpu=45)})
+        reportAll(self.table, {"east-a": up(connections=20, load=40), "east-b": up(connections=50, load=10),
+                               "west-a": up(connections=90, load=45)})
         result = plan(self.t, self.table, "plain")
         self.assertEqual(result.sets, (("east-b",),))
         self.assertAlmostEqual(result.loads["east-a"]["load"], 0.5)

@@ -31,7 +31,7 @@ ALL_SERVICES = V4_SERVICES + ("east-6", "west-6", "eu-6")
 METERED_SITES = ("east", "west", "europe")
 CUSTOM = (
     'custom_load = [{ metric = "connections", ceiling = 10, threshold = 4 }, '
-    '{ metric = "cpu", weight = 2, ceiling = 10 }]'
+    '{ metric = "load", weight = 2, ceiling = 10 }]'
 )
 
 CLIENTS = st.sampled_from(
@@ -42,7 +42,7 @@ CLIENTS = st.sampled_from(
 )
 NETWORKS = ("10.1.0.0/24", "10.2.0.0/24", "10.3.0.0/24", "10.9.9.0/24", "2001:db8:1::/48")
 SMALL = st.integers(min_value=0, max_value=6)
-METRIC_NAMES = ("connections", "response_time", "bandwidth", "packets", "cpu")
+METRIC_NAMES = ("connections", "response_time", "bandwidth", "packets", "load")
 # Mostly every metric (so that metric methods decide), sometimes a few.
 METRICS = st.one_of(
     st.fixed_dictionaries({name: SMALL for name in METRIC_NAMES}),

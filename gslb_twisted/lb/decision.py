@@ -190,6 +190,7 @@ def candidatesOf(
         service = topology.serviceByName[binding.name]
         if family is not None and service.family != family:
             continue
+        provides, ceilings = topology.metricsOf(topology.siteByName[service.site])
         candidate = Candidate(
             service.name,
             service.ip,
@@ -198,6 +199,8 @@ def candidatesOf(
             table[service.site].services.get(service.name),
             service.max_clients,
             siteLocation(topology, service.site, locations),
+            provides,
+            ceilings,
         )
         everyone.append(candidate)
         state, reason = serviceState(service, topology, table, disabled)
@@ -228,7 +231,13 @@ def metricsLacking(method: str, vserver: VServer, up, topology: Topology, table:
     if method in LEAST_METRIC:
         needed = (LEAST_METRIC[method],)
     elif method == "CUSTOMLOAD":
-        needed = tuple(spec.metric for spec in vserver.custom_load)
+        missing = missingMetric(up, (spec.metric for spec in vserver.custom_load), reportedOnly=True)
+        if missing is not None:
+            return f"{missing[0]}: no {missing[1]} reported"
+        for candidate in up:
+            if customLoad(candidate, vserver.custom_load) is None:
+                return f"{candidate.service}: its site reports none of the custom_load metrics"
+        return None
     missing = missingMetric(up, needed)
     if missing is not None:
         return f"{missing[0]}: no {missing[1]} reported"

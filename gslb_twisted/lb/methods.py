@@ -51,6 +51,13 @@ class Candidate:
     metrics: Optional[Mapping[str, object]]
     maxClients: int = 0
     location: Optional[tuple[float, float]] = None
+    # The metrics its site's source reports (None: any), and the ceilings
+    # that source gives them (CUSTOMLOAD's, when the vserver names none).
+    provides: Optional[frozenset] = None
+    ceilings: Optional[Mapping[str, float]] = None
+
+    def reports(self, metric: str) -> bool:
+        return self.provides is None or metric in self.provides
 
 
 Groups = list[list[Candidate]]
@@ -151,11 +158,18 @@ def leastMetricGroups(candidates: Sequence[Candidate], metric: str) -> Groups:
     return rankGroups(candidates, value)
 
 
-def missingMetric(candidates: Iterable[Candidate], metrics: Iterable[str]) -> Optional[tuple[str, str]]:
-    """The first C{(service, metric)} a candidate lacks, or C{None}."""
+def missingMetric(
+    candidates: Iterable[Candidate], metrics: Iterable[str], reportedOnly: bool = False
+) -> Optional[tuple[str, str]]:
+    """
+    The first C{(service, metric)} a candidate lacks, or C{None}; with
+    C{reportedOnly}, only among the metrics its source reports at all.
+    """
     needed = tuple(metrics)
     for candidate in candidates:
         for metric in needed:
+            if reportedOnly and not candidate.reports(metric):
+                continue
             if metricValue(candidate, metric) is None:
                 return candidate.service, metric
     return None
@@ -164,16 +178,22 @@ def missingMetric(candidates: Iterable[Candidate], metrics: Iterable[str]) -> Op
 def customLoad(candidate: Candidate, customMetrics: Sequence) -> Optional[float]:
     """
     CUSTOMLOAD's load of one service: S(weight_i * value_i / ceiling_i) /
-    S(weight_i) over the configured metrics (each a L{CustomLoadMetric});
-    C{None} if a metric is missing.
+    S(weight_i) over the configured metrics (each a L{CustomLoadMetric})
+    that its site's source reports -- an SNMP host has no response time, a
+    MEP site no memory -- so that MEP and SNMP sites share one decision;
+    the ceiling is the vserver's, else the source's.  C{None} if a reported
+    metric is missing, or none applies.
     """
     total = 0.0
     weights = 0.0
     for spec in customMetrics:
+        if not candidate.reports(spec.metric):
+            continue
         value = metricValue(candidate, spec.metric)
-        if value is None:
+        ceiling = spec.ceiling if spec.ceiling is not None else (candidate.ceilings or {}).get(spec.metric)
+        if value is None or not ceiling:
             return None
-        total += spec.weight * value / spec.ceiling
+        total += spec.weight * value / ceiling
         weights += spec.weight
     return total / weights if weights else None
 
@@ -184,7 +204,7 @@ def overThresholds(candidate: Candidate, customMetrics: Sequence, mode: str) -> 
     when any (C{mode} "any") or all (C{mode} "all") of the metrics with a
     threshold are over it; else an empty list.
     """
-    limited = [spec for spec in customMetrics if spec.threshold is not None]
+    limited = [spec for spec in customMetrics if spec.threshold is not None and candidate.reports(spec.metric)]
     over = []
     for spec in limited:
         value = metricValue(candidate, spec.metric)
