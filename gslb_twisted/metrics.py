@@ -82,6 +82,15 @@ class SiteMetrics:
     probesVersion: int = 0
     updatedAt: Optional[float] = None
     hasSnapshot: bool = False
+    # Values the last report did not refresh (an SNMP OID that failed this
+    # poll), with when they were last reported: service -> metric -> time.
+    # Every other value is as fresh as updatedAt.
+    lagging: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def ageOf(self, service: str, metric: str, now: float) -> Optional[float]:
+        """How old one value is (seconds), C{None} if never reported."""
+        at = self.lagging.get(service, {}).get(metric, self.updatedAt)
+        return None if at is None else max(0.0, now - at)
 
     def version(self) -> tuple[int, int]:
         return (self.epoch, self.seq)
@@ -97,6 +106,7 @@ class SiteMetrics:
             "services": copy.deepcopy(self.services),
             "probes": dict(self.probes),
             "updated_at": self.updatedAt,
+            "lagging": copy.deepcopy(self.lagging),
         }
 
 
@@ -147,6 +157,7 @@ class MetricTable:
         replace: bool = False,
         probes: Optional[Mapping[str, float]] = None,
         now: Optional[float] = None,
+        lagging: Optional[Mapping[str, Mapping[str, float]]] = None,
     ) -> Optional[dict]:
         """
         The master records what its site told it (C{services} replacing all
@@ -182,6 +193,9 @@ class MetricTable:
             applyServiceChanges(metrics.services, serviceChanges)
             if serviceChanges:
                 change["services"] = serviceChanges
+        if lagging is not None and lagging != metrics.lagging:
+            metrics.lagging = {name: dict(times) for name, times in lagging.items()}
+            change["lagging"] = copy.deepcopy(metrics.lagging)
         if now is not None:
             metrics.updatedAt = now
         metrics.hasSnapshot = True
@@ -218,6 +232,7 @@ class MetricTable:
         metrics.probes = dict(snapshot.get("probes") or {})
         metrics.probesVersion += 1
         metrics.updatedAt = snapshot.get("updated_at")
+        metrics.lagging = copy.deepcopy(snapshot.get("lagging") or {})
         metrics.hasSnapshot = True
         return True
 
@@ -240,6 +255,8 @@ class MetricTable:
         for name in change.get("removed", ()):
             metrics.services.pop(name, None)
         applyServiceChanges(metrics.services, change.get("services", {}))
+        if "lagging" in change:
+            metrics.lagging = copy.deepcopy(change["lagging"])
         metrics.seq = delta["seq"]
         metrics.updatedAt = delta.get("updated_at", metrics.updatedAt)
         return APPLIED

@@ -792,7 +792,13 @@ class InspectTests(GSLBTestCase):
         self.assertLessEqual({"site", "core", "epoch", "seq", "services"}, set(result))
         self.assertEqual((result["site"], result["core"], result["epoch"]), ("west", CORE, 2))
         self.assertEqual(result["seq"], self.gslb.table["west"].seq)
-        self.assertEqual(result["services"], [{"name": "west-web", **WEST_SERVICES["west-web"]}])
+        values = WEST_SERVICES["west-web"]
+        self.assertEqual(result["services"], [{
+            "name": "west-web", **values,
+            "sources": {metric: "MEP" for metric in values},
+            "ages": {metric: round(self.clock.seconds() - self.gslb.table["west"].updatedAt, 3) for metric in values},
+        }])
+        self.assertEqual((result["source"], result["table"]), ("MEP", None))
         self.assertRaises(KeyError, self.gslb.inspect, "metrics", "nowhere")
         json.dumps(result)
 

@@ -257,10 +257,46 @@ class MetricTableMasterTests(SynchronousTestCase):
                 "probes": {},
                 "services": {"web": {"connections": 1}},
                 "updated_at": 4.0,
+                "lagging": {},
             },
         )
         snapshot["services"]["web"]["connections"] = 7
         self.assertEqual(self.table["east"].services, {"web": {"connections": 1}})
+
+
+class LaggingValueTests(SynchronousTestCase):
+    """
+    Values one report did not refresh (an SNMP OID that failed this poll)
+    keep their own age, on the master and on every follower.
+    """
+
+    def setUp(self) -> None:
+        self.master = MetricTable(["legacy"])
+        self.master.beginEpoch("legacy", 1)
+        self.follower = MetricTable(["legacy"])
+
+    def test_agesFollowTheReports(self) -> None:
+        self.master.recordAsMaster("legacy", state=UP, services={"web": {"cpu": 10.0, "memory": 40.0}}, now=100.0)
+        self.follower.applySnapshot(snapshotOf(self.master, "legacy"), (0, 1), 0)
+        # The next poll refreshes cpu only: memory stays as reported at 100.
+        delta = self.master.recordAsMaster(
+            "legacy", services={"web": {"cpu": 12.0}}, lagging={"web": {"memory": 100.0}}, now=105.0,
+        )
+        self.assertEqual(self.follower.applyDelta(delta, (0, 1), 0), APPLIED)
+        for table in (self.master, self.follower):
+            metrics = table["legacy"]
+            self.assertEqual(metrics.ageOf("web", "cpu", 106.0), 1.0)
+            self.assertEqual(metrics.ageOf("web", "memory", 106.0), 6.0)
+            self.assertIsNone(metrics.ageOf("other", "cpu", 106.0) and None)
+        # Refreshed again: no longer lagging, and the change says so.
+        delta = self.master.recordAsMaster("legacy", services={"web": {"memory": 41.0}}, lagging={}, now=110.0)
+        self.assertEqual(delta["changes"]["lagging"], {})
+        self.follower.applyDelta(delta, (0, 1), 0)
+        self.assertEqual(self.follower["legacy"].ageOf("web", "memory", 110.5), 0.5)
+
+    def test_unchangedLaggingIsNoChange(self) -> None:
+        self.master.recordAsMaster("legacy", state=UP, services={"web": {"cpu": 10.0}}, lagging={"web": {"m": 1.0}}, now=1.0)
+        self.assertIsNone(self.master.recordAsMaster("legacy", services={"web": {"cpu": 10.0}}, lagging={"web": {"m": 1.0}}, now=2.0))
 
 
 class MetricTableFollowerTests(SynchronousTestCase):

@@ -135,7 +135,14 @@ def _affectsAnswers(changes: dict) -> bool:
     The site-to-appliance RTT alone changes no answer (the RTT method uses
     the sites' probes of client networks).
     """
-    return any(key != "rtt" for key in changes)
+    return any(key not in ("rtt", "lagging") for key in changes)
+
+
+def metricSource(site: Site) -> str:
+    """Where a site's metrics come from: MEP, SNMP, or nowhere (STATIC)."""
+    if site.protocol == "snmp":
+        return "SNMP"
+    return "MEP" if site.metric_exchange else "STATIC"
 
 
 def loadLocations(topology: Topology) -> Optional[LocationDB]:
@@ -203,6 +210,7 @@ class Mastery:
     handler: Optional[ApplianceSessionHandler] = None
     connector: Optional[ClientService] = None
     unreached: object = None  # the check that the site was reached in time
+    poller: object = None  # an SNMP site's SNMPSitePoller
 
 
 class CoreGSLB:
@@ -268,6 +276,8 @@ class CoreGSLB:
         # Appliance-side monitors running here, by service (masters only).
         self.monitors: dict[str, MonitorRunner] = {}
         self._httpClient = None
+        # The SNMP engine, made when this core first masters an SNMP site.
+        self.snmp = None
         # When this core last published each mastered site's metrics.
         self._published: dict[str, float] = {}
         # MEP authentication failures per site (or claimed peer name).
@@ -344,6 +354,9 @@ class CoreGSLB:
         self.monitors.clear()
         for session in list(self.sessions):
             session.close("shutdown", "core stopping")
+        if self.snmp is not None:
+            self.snmp.close()
+            self.snmp = None
         return defer.gatherResults(stopping).addCallback(lambda _: None)
 
     # --- joining: snapshots before DNS ------------------------------------------------
@@ -455,6 +468,8 @@ class CoreGSLB:
             # (our snapshot carried it on); a site not reached within
             # dead_interval is DOWN, as is one whose session dies.
             self.mastered[site].unreached = self.reactor.callLater(self.deadInterval, self._unreached, site, epoch)
+        elif config.protocol == "snmp":
+            self._pollSNMP(config)
         elif not config.metric_exchange:
             # A static site: UP, its services UP unless a monitor says not.
             services = {s.name: {"state": UP} for s in self.topology.services if s.site == site}
@@ -485,12 +500,57 @@ class CoreGSLB:
         self.log.info("core {core} no longer masters site {site}: {why}", core=self.core, site=site, why=why)
         if mastery.unreached is not None and mastery.unreached.active():
             mastery.unreached.cancel()
+        if mastery.poller is not None:
+            mastery.poller.stop()
         self._refreshMonitors(site)
         if mastery.session is not None:
             mastery.session.close(code, why)
         if mastery.connector is not None:
             return defer.maybeDeferred(mastery.connector.stopService)
         return defer.succeed(None)
+
+    def _pollSNMP(self, site: Site) -> None:
+        """Master an SNMP site: poll its agent (the first poll within one interval)."""
+        from gslb_twisted.snmp.poller import SNMPSitePoller, pollTimeout
+        from gslb_twisted.snmp.sampling import pollPlan
+
+        mastery = self.mastered[site.name]
+        if self.snmp is None:
+            from gslb_twisted.snmp.client import SNMPClient
+
+            self.snmp = SNMPClient(self.reactor, self.topology.appliance.ip)
+        self.snmp.addTarget(site.name, site.ip, site.snmp, pollTimeout(site, self.metricsInterval))
+        services = [service for service in self.topology.services if service.site == site.name]
+        plan = pollPlan(site.name, self.topology.metricTableOf(site), site.snmp, services)
+        epoch = mastery.epoch
+
+        def report(state, services, lagging, reason, name=site.name):
+            current = self.mastered.get(name)
+            if current is None or current.epoch != epoch:
+                return
+            if state == UP:
+                self._record(name, state=UP, services=services, lagging=lagging)
+            else:
+                self._record(name, state=DOWN, reason=reason)
+
+        mastery.poller = SNMPSitePoller(
+            self.reactor, self.snmp, site, plan, self.metricsInterval, self.deadInterval, report
+        )
+        mastery.poller.start()
+
+    def _snmpStatus(self, site: Site) -> dict:
+        """An SNMP site's polling as its master sees it (nothing elsewhere)."""
+        if site.protocol != "snmp":
+            return {}
+        settings = site.snmp
+        row = {"snmp_version": settings.version, "snmp_port": settings.port}
+        if settings.version == "3":
+            row["snmp_user"] = settings.user
+            row["snmp_security"] = settings.securityLevel
+        mastery = self.mastered.get(site.name)
+        if mastery is not None and mastery.poller is not None:
+            row.update({f"snmp_{key}": value for key, value in mastery.poller.status().items()})
+        return row
 
     def _connect(self, site: Site) -> None:
         mastery = self.mastered[site.name]
@@ -1119,6 +1179,9 @@ class CoreGSLB:
                     "rtt": metrics.rtt,
                     "rtt_ms": None if metrics.rtt is None else round(metrics.rtt * 1000, 3),
                     "direction": "inbound" if siteInitiates(self.topology, config) else "outbound",
+                    "source": metricSource(config),
+                    "table": config.snmp.table if config.protocol == "snmp" else None,
+                    **self._snmpStatus(config),
                 })
             return rows
         if what == "services":
@@ -1171,6 +1234,18 @@ class CoreGSLB:
             if site not in self.table.sites:
                 raise KeyError(site)
             metrics = self.table[site]
+            config = self.topology.siteByName[site]
+            source = metricSource(config)
+            rows = []
+            for name, values in sorted(metrics.services.items()):
+                sources, ages = {}, {}
+                for metric in values:
+                    # A monitor's verdict is the appliance's own; the rest
+                    # came from the site, over MEP or SNMP.
+                    sources[metric] = "MONITOR" if metric == "monitor" else source
+                    age = metrics.ageOf(name, metric, now)
+                    ages[metric] = None if age is None else round(age, 3)
+                rows.append({"name": name, **values, "sources": sources, "ages": ages})
             return {
                 "site": site,
                 "core": self.core,
@@ -1178,7 +1253,9 @@ class CoreGSLB:
                 "seq": metrics.seq,
                 "state": metrics.state or DOWN,
                 "rtt": metrics.rtt,
+                "source": source,
+                "table": config.snmp.table if config.protocol == "snmp" else None,
                 "metrics_age": None if metrics.updatedAt is None else round(now - metrics.updatedAt, 3),
-                "services": [{"name": name, **values} for name, values in sorted(metrics.services.items())],
+                "services": rows,
             }
         raise KeyError(what)
