@@ -291,9 +291,12 @@ GRAMMAR: tuple[Command, ...] = (
     ),
     Command(
         ("show", "gslb", "site"), ShowSites,
-        "GSLB sites: state, master core, epoch, seq, metrics age, RTT.",
+        "GSLB sites: state, metric source (MEP, SNMP and its table, STATIC), master core, epoch, seq, "
+        "metrics age, RTT; with NAME, an SNMP site's polling (polls, failures, latency, last error).",
         APPLIANCE, arguments=(Argument("NAME", "name", required=False, entity="site"),),
-        columns=("name", "ip", "state", "direction", "master_core", "epoch", "seq", "metrics_age", "rtt_ms"),
+        shape="sites",
+        columns=("name", "ip", "state", "source", "table", "direction", "master_core", "epoch", "seq",
+                 "metrics_age", "rtt_ms"),
     ),
     Command(
         ("show", "gslb", "service"), ShowServices,
@@ -310,7 +313,8 @@ GRAMMAR: tuple[Command, ...] = (
     ),
     Command(
         ("show", "metrics"), ShowMetrics,
-        "A site's metric table as one core holds it (--core N, default any).",
+        "A site's metric table as one core holds it (--core N, default its master): each value's "
+        "source (MEP, SNMP, MONITOR) and age; * marks values the last report did not refresh.",
         APPLIANCE, arguments=(Argument("SITE", "site", entity="site"),),
         options=(Option("core", "core", "int", "N", "the core whose table to show", low=0, dashes="--"),),
         resultKey="result", shape="metrics", columns=METRIC_COLUMNS,
@@ -720,12 +724,16 @@ def render(invocation: Invocation, result: dict, asJSON: bool, colour: bool = Fa
         return renderTable(list(value), command.columns, colour)
     if command.shape == "row":
         return renderTable([value], command.columns, colour)
+    if command.shape == "sites":
+        rows = list(value)
+        text = renderTable(rows, command.columns, colour)
+        if invocation.arguments.get("name") is not None:
+            for row in rows:
+                if row.get("snmp_version") is not None:
+                    text += "\n" + renderSNMPStatus(row)
+        return text
     if command.shape == "metrics":
-        head = "  ".join(
-            f"{key} {_painted(value.get(key), colour) if key == 'state' else _cell(value.get(key))}"
-            for key in ("site", "core", "epoch", "seq", "state") if key in value
-        )
-        return head + "\n" + renderTable(list(value.get("services", [])), command.columns, colour)
+        return renderMetrics(value, command.columns, colour)
     if command.shape == "consistency":
         sites = value.get("sites", [])
         cores = sorted({str(core) for site in sites for core in site.get("versions", {})}, key=_coreOrder)
@@ -757,6 +765,62 @@ def render(invocation: Invocation, result: dict, asJSON: bool, colour: bool = Fa
     if command.shape == "scenario":
         return renderScenario(value, colour)
     raise ValueError(f"no rendering for {command.name!r}")
+
+
+def renderSNMPStatus(row: dict) -> str:
+    """An SNMP site's polling, as its master core reports it."""
+    security = f" user {row['snmp_user']} ({row.get('snmp_security')})" if row.get("snmp_user") else ""
+    lines = [f"snmp v{row['snmp_version']} port {row.get('snmp_port')}{security}, table {row.get('table')}"]
+    if row.get("snmp_polls") is not None:
+        lines.append(
+            f"  polls {row['snmp_polls']}  failures {row.get('snmp_failures')}  skipped {row.get('snmp_skipped')}"
+            f"  oids {row.get('snmp_oids')}  latency {_cell(row.get('snmp_latency_ms'))} ms"
+            f"  last answer {_cell(row.get('snmp_last_success_age'))} s ago"
+        )
+        lines.append(f"  last error: {row.get('snmp_last_error') or '-'}")
+    return "\n".join(lines)
+
+
+def renderMetrics(value: dict, columns: tuple, colour: bool = False) -> str:
+    """
+    One site's metrics as one core holds them: the head says where they
+    come from; the columns are the metrics the services carry (MEP's, or
+    an SNMP table's); AGE is the oldest value's; a value the last report
+    did not refresh is marked with *.
+    """
+    head = "  ".join(
+        f"{key} {_painted(value.get(key), colour) if key == 'state' else _cell(value.get(key))}"
+        for key in ("site", "core", "epoch", "seq", "state") if key in value
+    )
+    if value.get("source"):
+        head += f"  source {value['source']}" + (f" (table {value['table']})" if value.get("table") else "")
+    services = list(value.get("services", []))
+    present = []
+    for service in services:
+        for key in service:
+            if key not in ("name", "sources", "ages") and key not in present:
+                present.append(key)
+    known = [c for c in columns if c in present]
+    metricColumns = tuple(known + sorted(k for k in present if k not in known))
+    rows, lagging = [], False
+    for service in services:
+        ages = service.get("ages") or {}
+        freshest = min((a for a in ages.values() if a is not None), default=None)
+        row = {"name": service.get("name")}
+        for key in metricColumns:
+            cell = service.get(key)
+            age = ages.get(key)
+            if key != "state" and key in service and age is not None and freshest is not None and age > freshest + 0.5:
+                cell = f"{_cell(cell)}*"
+                lagging = True
+            row[key] = cell
+        if ages:
+            row["age"] = max((a for a in ages.values() if a is not None), default=None)
+        rows.append(row)
+    text = head + "\n" + renderTable(rows, ("name",) + metricColumns + ("age",), colour)
+    if lagging:
+        text += "\n* not refreshed by the last report: older than the rest (ages in --json)"
+    return text
 
 
 def _painted(value: Any, colour: bool, column: str = "state") -> str:
