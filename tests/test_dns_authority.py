@@ -527,9 +527,17 @@ class EDNSTests(AuthorityTestsMixin, SynchronousTestCase):
     def test_clientSubnetReachesChoice(self):
         """The choice sees the ECS subnet, or the source address without one (or with /0)."""
         seen = []
-        vserver = self.authority.vservers["www"]
-        choose = vserver.choose
-        vserver.choose = lambda rdtype, client: seen.append(client) or choose(rdtype, client)
+        rotating = self.authority.vservers["www"].choosers[1]
+
+        class Recording:
+            # A chooser (both the fast and the slow path call it) that notes the client.
+            tailored = False
+
+            def choose(self, rdtype, client):
+                seen.append(client)
+                return rotating.choose(rdtype, client)
+
+        self.authority.setChooser("www", 1, Recording())
         self.ask(query("www.example.test", use_edns=0, options=[dns.edns.ECSOption("203.0.113.77", 24)]))
         self.ask(query("www.example.test", use_edns=0, options=[dns.edns.ECSOption("0.0.0.0", 0)]))
         self.ask(query("www.example.test", use_edns=0, options=[dns.edns.GenericOption(65001, b"")]))

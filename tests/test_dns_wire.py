@@ -6,6 +6,7 @@ handle; the scanner and the client subnet parser read what they should.
 
 import struct
 import tomllib
+import zlib
 
 import dns.edns
 import dns.flags
@@ -90,6 +91,14 @@ domains = ["only4.example.test"]
 services = ["a1"]
 
 [[vserver]]
+name = "hash"
+domains = ["hash.example.test"]
+lb_method = "SOURCEIPHASH"
+netmask = "255.255.255.0"
+v6_netmask_len = 48
+services = ["a1", "a2", "a3", "six1", "six2"]
+
+[[vserver]]
 name = "big"
 domains = ["big.example.test"]
 answers = 20
@@ -98,11 +107,46 @@ services = ["""
     + "]\n"
 )
 
-NAMES = ["www.example.test", "other-name.example.test", "pair.example.test", "only4.example.test", "big.example.test"]
+NAMES = ["www.example.test", "other-name.example.test", "pair.example.test", "only4.example.test", "big.example.test",
+         "hash.example.test"]
+
+
+@st.composite
+def subnets(draw):
+    """A well-formed client subnet option (RFC 7871 6): the prefix's octets, no bits past it."""
+    import ipaddress
+
+    if draw(st.booleans()):
+        prefix = draw(st.integers(min_value=0, max_value=32))
+        network = ipaddress.ip_network((draw(st.integers(0, 2**32 - 1)), 32)).supernet(new_prefix=prefix)
+    else:
+        prefix = draw(st.integers(min_value=0, max_value=128))
+        network = ipaddress.ip_network((draw(st.integers(0, 2**128 - 1)), 128)).supernet(new_prefix=prefix)
+    return dns.edns.ECSOption(str(network.network_address), prefix)
+
+
+class ByClient:
+    """
+    A chooser whose answer depends on the client (as SOURCEIPHASH's does):
+    the client address, hashed, picks one of the vserver's services.
+    """
+
+    tailored = True
+
+    def __init__(self, indexOf, services):
+        self.indexOf = indexOf
+        self.services = services
+
+    def choose(self, rdtype, client):
+        return self.indexOf((self.services[zlib.crc32(client.encode()) % len(self.services)],))
 
 
 def makeAuthority(fastPath):
-    return Authority.fromTopology(parseTopology(tomllib.loads(TOPOLOGY), "test.toml"), fastPath=fastPath)
+    authority = Authority.fromTopology(parseTopology(tomllib.loads(TOPOLOGY), "test.toml"), fastPath=fastPath)
+    books = authority.vservers["hash"].books
+    authority.setChooser("hash", 1, ByClient(books[1].indexOf, ("a1", "a2", "a3")))
+    authority.setChooser("hash", 28, ByClient(books[28].indexOf, ("six1", "six2")))
+    return authority
 
 
 @st.composite
@@ -120,6 +164,8 @@ def queries(draw):
             payload=draw(st.sampled_from([0, 512, 600, 700, 1232, 1400, 4096, 65535])),
             ednsflags=draw(st.sampled_from([0, dns.flags.DO, 0x4000, dns.flags.DO | 0x0001])),
         )
+        if draw(st.booleans()):
+            kwargs["options"] = [draw(subnets())]
     else:
         kwargs.update(use_edns=False)
     message = dns.message.make_query(cased, rdtype, **kwargs)
@@ -143,8 +189,7 @@ class EquivalenceTests(SynchronousTestCase):
             fastReply = fast.respond(wire, CLIENT, tcp)
             slowReply = slow.respond(wire, CLIENT, tcp)
             self.assertEqual(fastReply, slowReply)
-            hasOpt = struct.unpack("!H", wire[10:12])[0]
-            question = wire[12:-11] if hasOpt else wire[12:]
+            question = wire[12 : 12 + len(wireName(dns.message.from_wire(wire).question[0].name.to_text())) + 4]
             eligible = question.lower() in fast.fastTable
             truncated = bool(dns.message.from_wire(slowReply).flags & dns.flags.TC)
             self.assertEqual(fast.fastAnswers - before, int(eligible and not truncated))
@@ -159,8 +204,29 @@ class EquivalenceTests(SynchronousTestCase):
                     for _ in range(8):
                         wire = dns.message.make_query(name, rdtype, use_edns=edns, payload=1232).to_wire()
                         self.assertEqual(fast.respond(wire, CLIENT, True), slow.respond(wire, CLIENT, True))
-        # Eight (name, type) pairs have answers, asked 8 times with and without EDNS.
-        self.assertEqual(fast.fastAnswers, 8 * 2 * 8)
+        # Ten (name, type) pairs have answers, asked 8 times with and without EDNS.
+        self.assertEqual(fast.fastAnswers, 10 * 2 * 8)
+
+    def test_clientSubnetTextAsSlowPath(self):
+        """
+        The fast path hands choosers the subnet as the slow path writes it,
+        embedded IPv4 forms included (choosers key on that text).
+        """
+        seen = {True: [], False: []}
+        for fastPath in (True, False):
+            authority = makeAuthority(fastPath)
+            books = authority.vservers["hash"].books
+            chooser = ByClient(books[1].indexOf, ("a1",))
+            chooser.choose = lambda rdtype, client, fastPath=fastPath, book=books[1]: (
+                seen[fastPath].append(client) or book.indexOf(("a1",)))
+            authority.setChooser("hash", 1, chooser)
+            for address, prefix in (("::ffff:192.0.2.0", 120), ("::10.0.0.0", 120), ("2001:db8::", 32),
+                                    ("2001:db8:0:1::", 64), ("198.51.100.0", 24), ("0.0.0.0", 0)):
+                wire = dns.message.make_query("hash.example.test", "A", use_edns=0,
+                                              options=[dns.edns.ECSOption(address, prefix)]).to_wire()
+                authority.respond(wire, CLIENT, False)
+        self.assertEqual(seen[True], seen[False])
+        self.assertEqual(seen[True][:2], ["::ffff:c000:200", "::a00:0"])
 
     def test_template(self):
         """Answer records point at the question name and carry TTL and address."""
@@ -208,9 +274,34 @@ class DeclineTests(SynchronousTestCase):
         for name in ("nothing.example.test", "example.test", "x.www.example.test", "www.example.com"):
             self.assertIsNone(self.fast(dns.message.make_query(name, "A").to_wire()))
 
-    def test_clientSubnet(self):
-        wire = self.plain(options=[dns.edns.ECSOption("192.0.2.0", 24)])
-        self.assertIsNone(self.fast(wire))
+    def test_clientSubnetAnswered(self):
+        """A query with one well-formed client subnet option stays on the fast path."""
+        for option in (dns.edns.ECSOption("192.0.2.0", 24), dns.edns.ECSOption("2001:db8:7::", 48),
+                       dns.edns.ECSOption("0.0.0.0", 0)):
+            self.assertIsNotNone(self.fast(self.plain(options=[option])), option)
+
+    def test_clientSubnetMalformedOrMixed(self):
+        """A malformed subnet (FORMERR is the slow path's), two options, or another option: declined."""
+        ecs = self.plain(options=[dns.edns.ECSOption("192.0.2.0", 24)])
+        body = ecs[:-7]  # up to the option's family
+        for tail in (
+            b"\x00\x01\x18\x08\xc0\x00\x02",  # scope prefix set in a query
+            b"\x00\x03\x18\x00\xc0\x00\x02",  # family 3
+            b"\x00\x01\x17\x00\xc0\x00\x03",  # a bit past the /23
+            b"\x00\x01\x28\x00\xc0\x00\x02",  # /40 of an IPv4 address
+        ):
+            self.assertIsNone(self.fast(body + tail), tail)
+        self.assertIsNone(self.fast(self.plain(options=[dns.edns.ECSOption("192.0.2.0", 24),
+                                                         dns.edns.GenericOption(65001, b"")])))
+        self.assertIsNone(self.fast(self.plain(options=[dns.edns.ECSOption("192.0.2.0", 24)] * 2)))
+
+    def test_clientSubnetScope(self):
+        """The subnet is echoed with scope = its prefix when the answer depends on the client, else 0."""
+        for name, scope in (("hash.example.test", 24), ("www.example.test", 0)):
+            wire = dns.message.make_query(name, "A", use_edns=0, options=[dns.edns.ECSOption("198.51.100.0", 24)])
+            reply = dns.message.from_wire(self.fast(wire.to_wire()))
+            (echoed,) = [o for o in reply.options if isinstance(o, dns.edns.ECSOption)]
+            self.assertEqual((echoed.address, echoed.srclen, echoed.scopelen), ("198.51.100.0", 24, scope), name)
 
     def test_anyOption(self):
         self.assertIsNone(self.fast(self.plain(options=[dns.edns.GenericOption(65001, b"")])))

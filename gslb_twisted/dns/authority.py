@@ -460,6 +460,7 @@ class Authority:
                     book.counts,
                     longest=size * answers.answersPerReply,
                     hits=book.hits,
+                    tailored=chooser.tailored,
                 )
             for domain in answers.domains:
                 key = fastKey(domain, rdtype)

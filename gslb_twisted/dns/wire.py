@@ -14,6 +14,7 @@ are not UTF-8, all of which RFC 1035/6891 see differently.
 from __future__ import annotations
 
 import ipaddress
+import socket
 import struct
 from typing import Callable, Mapping, Optional, Sequence
 
@@ -121,7 +122,7 @@ class FastPlan:
         choosing whether a reply can fit.
     """
 
-    __slots__ = ("choose", "rdtype", "templates", "counts", "longest", "hits")
+    __slots__ = ("choose", "rdtype", "templates", "counts", "longest", "hits", "tailored")
 
     def __init__(
         self,
@@ -131,6 +132,7 @@ class FastPlan:
         counts: Sequence[int],
         longest: Optional[int] = None,
         hits: Optional[list] = None,
+        tailored: bool = False,
     ) -> None:
         """
         @param templates: may be a list that grows as new answers are first
@@ -144,6 +146,9 @@ class FastPlan:
         self.longest = max(len(t) for t in templates) if longest is None else longest
         # How often each template was sent (statistics); grows with templates.
         self.hits = [0] * len(templates) if hits is None else hits
+        # Whether the answer depends on the client: an echoed client subnet
+        # then has scope = its source prefix (RFC 7871 7.2.1), else 0.
+        self.tailored = tailored
 
 
 def fastKey(name: str, rdtype: int) -> bytes:
@@ -182,7 +187,7 @@ def answerFast(
     elif arcount == 1 and size >= 28:
         root, rtype, payload, ttl, rdlength = _FAST_OPT.unpack_from(data, size - _PLAIN_OPT_SIZE)
         if root or rtype != QTYPE_OPT or ttl & 0x00FF0000 or rdlength:
-            return None
+            return _answerWithSubnet(table, data, clientAddress, tcp, ident, flags)
         question = data[12:-_PLAIN_OPT_SIZE]
         opt = _REPLY_OPT_DO if ttl & EDNS_DO else _REPLY_OPT
         if payload >= SERVER_PAYLOAD:
@@ -204,6 +209,93 @@ def answerFast(
     plan.hits[index] += 1
     return (
         HEADER.pack(ident, FLAG_QR | FLAG_AA | (flags & COPIED_FLAGS), 1, plan.counts[index], 0, arcount)
+        + question
+        + plan.templates[index]
+        + opt
+    )
+
+
+_ECS_FIXED = struct.Struct("!HHHBB")  # option code, length, family, source, scope
+def _ipv6Text(packed: bytes) -> str:
+    # inet_ntop is fast and agrees with ipaddress except where it writes an
+    # embedded IPv4 address (::ffff:192.0.2.1): the text must be the slow
+    # path's, since choosers key on it.
+    text = socket.inet_ntop(socket.AF_INET6, packed)
+    return text if "." not in text else str(ipaddress.IPv6Address(packed))
+
+
+# IANA address family -> (address bytes, text of the packed address).
+_NETWORK_TEXT = {1: (4, socket.inet_ntoa), 2: (16, _ipv6Text)}
+
+
+def _answerWithSubnet(
+    table: Mapping[bytes, FastPlan], data: bytes, clientAddress: str, tcp: bool, ident: int, flags: int
+) -> Optional[bytes]:
+    """
+    The fast path for a query whose OPT carries exactly one option, a well
+    formed EDNS Client Subnet (what resolvers that send ECS send): the
+    subnet is the client, and is echoed with our scope.  Anything else --
+    other options, a malformed subnet (FORMERR is the slow path's) -- is
+    declined.
+    """
+    size = len(data)
+    # The question name's end: walk its labels (a few, bounded by size).
+    offset = 12
+    while True:
+        if offset >= size:
+            return None
+        length = data[offset]
+        if not length:
+            break
+        if length > MAX_LABEL:
+            return None
+        offset += length + 1
+    optStart = offset + 5
+    if optStart + _PLAIN_OPT_SIZE + 8 > size:
+        return None
+    root, rtype, payload, ttl, rdlength = _FAST_OPT.unpack_from(data, optStart)
+    rdata = optStart + _PLAIN_OPT_SIZE
+    if root or rtype != QTYPE_OPT or ttl & 0x00FF0000 or rdata + rdlength != size:
+        return None
+    code, optionLength, family, source, scope = _ECS_FIXED.unpack_from(data, rdata)
+    known = _NETWORK_TEXT.get(family)
+    if code != OPTION_CLIENT_SUBNET or optionLength != rdlength - 4 or known is None or scope:
+        return None
+    width, text = known
+    octets = (source + 7) // 8
+    if source > width * 8 or optionLength != 4 + octets:
+        return None
+    address = data[rdata + 8 : size]
+    spare = -source % 8
+    if address and address[-1] & ((1 << spare) - 1):
+        return None
+    question = data[12:optStart]
+    plan = table.get(question.lower())
+    if plan is None:
+        return None
+    if payload >= SERVER_PAYLOAD:
+        limit = SERVER_PAYLOAD
+    elif payload > CLASSIC_PAYLOAD:
+        limit = payload
+    else:
+        limit = CLASSIC_PAYLOAD
+    if tcp:
+        limit = TCP_LIMIT
+    # Our OPT: payload, version 0, DO copied, the subnet echoed.
+    echoed = data[rdata + 4 : rdata + 7] + bytes((source if plan.tailored and source else 0,)) + address
+    opt = (
+        _PLAIN_OPT.pack(0, QTYPE_OPT, SERVER_PAYLOAD, 0, 0, ttl & EDNS_DO, 4 + len(echoed))
+        + _OPTION_HEAD.pack(OPTION_CLIENT_SUBNET, len(echoed))
+        + echoed
+    )
+    if 12 + len(question) + plan.longest + len(opt) > limit:
+        return None
+    if source:
+        clientAddress = text(address + bytes(width - octets))
+    index = plan.choose(plan.rdtype, clientAddress)
+    plan.hits[index] += 1
+    return (
+        HEADER.pack(ident, FLAG_QR | FLAG_AA | (flags & COPIED_FLAGS), 1, plan.counts[index], 0, 1)
         + question
         + plan.templates[index]
         + opt
