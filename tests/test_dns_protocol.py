@@ -3,6 +3,7 @@ Tests for L{gslb_twisted.dns.protocol}: the UDP and TCP protocols, driven
 with fake transports and a L{Clock}.
 """
 
+import errno
 import struct
 import tomllib
 
@@ -121,6 +122,70 @@ class DatagramTests(SynchronousTestCase):
         reply = dns.message.from_wire(data)
         self.assertEqual(reply.id, query.id)
         self.assertEqual(reply.answer[0][0].address, "192.0.2.1")
+
+
+class FakeSocket:
+    """A socket whose sendto records, or raises the errors queued in C{failures}."""
+
+    def __init__(self):
+        self.sent = []
+        self.failures = []
+
+    def sendto(self, data, address):
+        if self.failures:
+            raise OSError(self.failures.pop(0), "fake")
+        self.sent.append((data, address))
+
+
+class SocketTransport(FakeDatagramTransport):
+    def __init__(self):
+        super().__init__()
+        self.socket = FakeSocket()
+
+
+class DirectSendTests(SynchronousTestCase):
+    """Replies go straight to the socket's sendto; its failures cost one reply at most."""
+
+    def setUp(self):
+        self.authority = FakeAuthority()
+        self.authority.dropped = 0
+        self.protocol = DNSDatagramProtocol(self.authority)
+        self.transport = SocketTransport()
+        self.protocol.makeConnection(self.transport)
+        self.socket = self.transport.socket
+
+    def test_sentThroughTheSocket(self):
+        self.protocol.datagramReceived(b"query", ("192.0.2.9", 5353))
+        self.assertEqual(self.socket.sent, [(b"re:query", ("192.0.2.9", 5353))])
+        self.assertEqual(self.transport.written, [])
+
+    def test_interruptedIsRetried(self):
+        self.socket.failures = [errno.EINTR]
+        self.protocol.datagramReceived(b"query", ("192.0.2.9", 5353))
+        self.assertEqual(self.socket.sent, [(b"re:query", ("192.0.2.9", 5353))])
+        self.assertEqual(self.authority.dropped, 0)
+
+    def test_fullBufferLosesOneReplyQuietly(self):
+        """A full send buffer drops that reply (counted), as a router would; the next goes out."""
+        self.socket.failures = [errno.EAGAIN, errno.ENOBUFS, errno.ECONNREFUSED]
+        for _ in range(4):
+            self.protocol.datagramReceived(b"query", ("192.0.2.9", 5353))
+        self.assertEqual(self.authority.dropped, 3)
+        self.assertEqual(len(self.socket.sent), 1)
+        self.assertEqual(self.flushLoggedErrors(), [])
+
+    def test_otherErrorsLoggedOncePerKind(self):
+        events = []
+        from twisted.logger import globalLogPublisher
+
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        self.socket.failures = [errno.EPERM, errno.EPERM, errno.EACCES]
+        for _ in range(4):
+            self.protocol.datagramReceived(b"query", ("192.0.2.9", 5353))
+        warnings = [e for e in events if "Sending a DNS reply" in e.get("log_format", "")]
+        self.assertEqual(len(warnings), 2)
+        self.assertEqual((self.authority.dropped, len(self.socket.sent)), (3, 1))
 
 
 class StreamTests(SynchronousTestCase):
