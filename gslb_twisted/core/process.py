@@ -5,6 +5,7 @@ spawned by the supervisor, never by hand.
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 
@@ -127,5 +128,17 @@ def main(argv: list[str]) -> int:
     exitCode: list[int] = []
     reactor.callWhenRunning(start)
     reactor.addSystemEventTrigger("before", "shutdown", core.stopService)
-    reactor.run()
+    profileDirectory = os.environ.get("GSLB_CORE_PROFILE")
+    if profileDirectory:
+        # Where a core's time goes under load (benchmarks/PERF.md): the
+        # reactor runs under cProfile, stats dumped as core-N.prof at exit.
+        import cProfile
+
+        profiler = cProfile.Profile()
+        try:
+            profiler.runcall(reactor.run)
+        finally:
+            profiler.dump_stats(os.path.join(profileDirectory, f"core-{options['core']}.prof"))
+    else:
+        reactor.run()
     return exitCode[0] if exitCode else 0
