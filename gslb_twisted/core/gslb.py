@@ -469,7 +469,13 @@ class CoreGSLB:
             # dead_interval is DOWN, as is one whose session dies.
             self.mastered[site].unreached = self.reactor.callLater(self.deadInterval, self._unreached, site, epoch)
         elif config.protocol == "snmp":
-            self._pollSNMP(config)
+            try:
+                self._pollSNMP(config)
+            except Exception as e:
+                # (No UDP socket, pysnmp refusing the settings...): the site
+                # cannot be polled, so it is DOWN, and says why.
+                self.log.failure("core {core} cannot poll SNMP site {site}", core=self.core, site=site)
+                self._record(site, state=DOWN, reason=f"SNMP polling could not start: {e}")
         elif not config.metric_exchange:
             # A static site: UP, its services UP unless a monitor says not.
             services = {s.name: {"state": UP} for s in self.topology.services if s.site == site}

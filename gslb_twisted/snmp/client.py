@@ -21,6 +21,7 @@ from pysnmp.proto import errind
 from pysnmp.proto.rfc1902 import ObjectName
 from pyasn1.type.univ import Null
 from twisted.internet import defer
+from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 
 from gslb_twisted.config import SNMPSettings
@@ -118,7 +119,16 @@ class SNMPClient:
         if transport is None:
             kind = TwistedUDP6Transport if family == 6 else TwistedUDPTransport
             interface = self.bindAddress if self.bindAddress and (":" in self.bindAddress) == (family == 6) else kind.INTERFACE
-            transport = kind(self.reactor).open_client_mode((interface, 0))
+            try:
+                transport = kind(self.reactor).open_client_mode((interface, 0))
+            except CannotListenError as e:
+                if interface == kind.INTERFACE:
+                    raise
+                # The appliance's address is not on this host (a topology
+                # written for another machine): poll from any address.
+                log.warn("SNMP: cannot send from {address} ({error}); using any local address",
+                         address=interface, error=e.socketError)
+                transport = kind(self.reactor).open_client_mode((kind.INTERFACE, 0))
             engineConfig.add_transport(self.engine, transport.DOMAIN, transport)
             self.transports[family] = transport
         return transport

@@ -107,7 +107,7 @@ class SNMPSitePoller:
             return
         self.polls += 1
         sent = self.reactor.seconds()
-        d = self.client.get(self.site.name, self.plan.oids)
+        d = defer.maybeDeferred(self.client.get, self.site.name, self.plan.oids)
         self._pending = d
         d.addCallbacks(self._answered, self._failed, callbackArgs=(d, sent), errbackArgs=(d,))
         d.addErrback(lambda failure: self.log.failure("SNMP poll of site {site}", failure, site=self.site.name))
