@@ -27,8 +27,8 @@ twice per server start (C{--variants}):
           C{--ecs-clients} distinct /24s drawn from the IPv4 networks of
           C{fixtures/locations.csv}, in a dnsperf C{-B} (wire format) file:
           that many clients for the decision engine (persistence entries,
-          hash keys, locations), but the appliance's slow path (the fast path
-          declines queries with EDNS options).
+          hash keys, locations), answered by the fast path too (it takes an
+          OPT whose one option is a well-formed client subnet).
 
 Before and after each run the harness checks with C{gslb-console resolve}
 that the method decides without falling back (a site without fresh metrics
@@ -612,7 +612,7 @@ def report(summaries: Sequence[Summary], options, subnets: int) -> str:
             ])
         what = ("plain `www.bench.gslb A` from 127.0.0.1 (1 client; the appliance's fast path)"
                 if variant == "plain" else
-                f"`www.bench.gslb A` + ECS, {subnets} distinct /24 client subnets (the appliance's slow path)")
+                f"`www.bench.gslb A` + ECS, {subnets} distinct /24 client subnets (fast path since the ECS fast path)")
         parts.append(f"{variant}: {what}")
         parts.append(renderTable(
             ["case", "server", "QPS (median)", f"range ({options.repeat} runs)", "mean / p99 ms", "lost",
