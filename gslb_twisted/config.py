@@ -319,7 +319,8 @@ class Service:
     @functools.cached_property
     def family(self) -> int:
         """4 or 6: which address family (and so which of A/AAAA) it serves."""
-        return ipaddress.ip_address(self.ip).version
+        # The address was validated when read: only IPv6 has colons.
+        return 6 if ":" in self.ip else 4
 
 
 @dataclass(frozen=True)

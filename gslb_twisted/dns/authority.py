@@ -141,6 +141,14 @@ class AnswerBook:
         self._index = {}
 
 
+def servicesByFamily(serviceByName: Mapping[str, Service]) -> dict[int, dict[str, str]]:
+    """Every service's address, by address family (4 or 6)."""
+    byFamily: dict[int, dict[str, str]] = {4: {}, 6: {}}
+    for service in serviceByName.values():
+        byFamily[service.family][service.name] = service.ip
+    return byFamily
+
+
 class VServerAnswers:
     """
     The answers one vserver can give, per record type (A, AAAA), and the
@@ -188,7 +196,18 @@ class VServerAnswers:
             self._plainSets[rdtype] = sets
 
     @classmethod
-    def fromVServer(cls, vserver: VServer, serviceByName: Mapping[str, Service]) -> "VServerAnswers":
+    def fromVServer(
+        cls,
+        vserver: VServer,
+        serviceByName: Mapping[str, Service],
+        addressByFamily: Optional[Mapping[int, Mapping[str, str]]] = None,
+    ) -> "VServerAnswers":
+        """
+        @param addressByFamily: every service's address by family (4, 6),
+            shared read-only by every vserver's books; made here if not given.
+        """
+        if addressByFamily is None:
+            addressByFamily = servicesByFamily(serviceByName)
         candidates: dict[int, list[tuple[str, str, int]]] = {QTYPE_A: [], QTYPE_AAAA: []}
         for binding in vserver.services:
             service = serviceByName[binding.name]
@@ -199,8 +218,7 @@ class VServerAnswers:
         # A backup vserver's services answer for this one too: the books
         # know every service of their family.
         for rdtype, book in answers.books.items():
-            family = 4 if rdtype == QTYPE_A else 6
-            book.addressOf = {s.name: s.ip for s in serviceByName.values() if s.family == family}
+            book.addressOf = addressByFamily[4 if rdtype == QTYPE_A else 6]
         return answers
 
     @property
@@ -392,8 +410,11 @@ class Authority:
         """
         hostType, hostPacked = addressRdata(topology.appliance.ip)
         zoneNames = {wireName(zone.name): zone for zone in topology.zones}
+        # One map per family for all the books (a copy per vserver was
+        # services x vservers entries: 4 M and 40 MB at 20,000 x 100).
+        addressByFamily = servicesByFamily(topology.serviceByName)
         vservers = {
-            vserver.name: VServerAnswers.fromVServer(vserver, topology.serviceByName)
+            vserver.name: VServerAnswers.fromVServer(vserver, topology.serviceByName, addressByFamily)
             for vserver in topology.vservers
         }
         # A vserver may answer with its backup chain's answers: bound the
