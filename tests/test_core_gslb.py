@@ -898,3 +898,76 @@ class StopTests(GSLBTestCase):
         self.gslb.assigned("west", 2)
         self.successResultOf(self.gslb.stop())
         self.assertEqual([c.func.__name__ for c in self.clock.getDelayedCalls()], [])
+
+
+class AgingTests(GSLBTestCase):
+    """
+    Every metrics_interval the core re-plans only the vservers of sites
+    whose metrics turned stale (or fresh again): the rest keep their plans,
+    so the periodic work does not grow with the number of vservers.
+    """
+
+    def feed(self, site, services):
+        metrics = self.gslb.table[site]
+        metrics.state, metrics.services, metrics.hasSnapshot = UP, {k: dict(v) for k, v in services.items()}, True
+        metrics.updatedAt = self.clock.seconds()
+
+    def test_onlyFreshnessChangesReplan(self):
+        self.feed("east", EAST_SERVICES)
+        self.feed("west", WEST_SERVICES)
+        self.gslb._age()  # the first look: every site's freshness is news
+        before = {key: plan for key, plan in self.gslb.plans.items()}
+        self.clock.advance(1.0)
+        self.feed("west", WEST_SERVICES)
+        self.gslb._age()
+        self.assertEqual(self.gslb.plans, before)
+        for key in before:
+            self.assertIs(self.gslb.plans[key], before[key], key)
+        # east falls silent past dead_interval (3 s); west keeps reporting.
+        for _ in range(3):
+            self.clock.advance(1.0)
+            self.feed("west", WEST_SERVICES)
+            self.gslb._age()
+        self.assertIsNot(self.gslb.plans[("www", 1)], before[("www", 1)])  # www binds east-web
+        self.assertIs(self.gslb.plans[("static", 1)], before[("static", 1)])  # static does not
+        self.assertFalse(self.gslb._siteFresh["east"])
+
+
+class RelevantChangesTests(GSLBTestCase):
+    """
+    A metric change re-plans only the vservers whose plans read that metric:
+    ROUNDROBIN (www) ignores connection counts, LEASTCONNECTION (static, by
+    default) does not; every plan reads a service's state.
+    """
+
+    def test_onlyReadersReplanned(self):
+        for site, services in (("east", EAST_SERVICES), ("west", WEST_SERVICES)):
+            metrics = self.gslb.table[site]
+            metrics.state, metrics.services, metrics.hasSnapshot = UP, {k: dict(v) for k, v in services.items()}, True
+            metrics.updatedAt = self.clock.seconds()
+        self.gslb.replan()
+        before = dict(self.gslb.plans)
+        self.gslb.scheduleReplan("west", frozenset({"response_time"}))
+        self.clock.advance(0)
+        for key in before:
+            self.assertIs(self.gslb.plans[key], before[key], key)
+        self.gslb.scheduleReplan("west", frozenset({"connections"}))
+        self.clock.advance(0)
+        self.assertIs(self.gslb.plans[("www", 1)], before[("www", 1)])
+        self.assertIsNot(self.gslb.plans[("static", 1)], before[("static", 1)])
+        # static has no IPv6 service: its AAAA answer (NODATA while an IPv4
+        # one is up) depends on states only.
+        self.assertIs(self.gslb.plans[("static", 28)], before[("static", 28)])
+        self.gslb.scheduleReplan("west", frozenset({"state"}))
+        self.clock.advance(0)
+        self.assertIsNot(self.gslb.plans[("www", 1)], before[("www", 1)])
+        self.assertIsNot(self.gslb.plans[("static", 28)], before[("static", 28)])
+
+    def test_touchedMetrics(self):
+        from gslb_twisted.core.gslb import touchedMetrics
+
+        self.assertEqual(touchedMetrics({"services": {"a": {"connections": 1}, "b": {"load": 2}}}),
+                         {"connections", "load"})
+        self.assertEqual(touchedMetrics({"probes": {"10.0.0.0/24": 3.0}}), {"probes"})
+        self.assertIsNone(touchedMetrics({"state": "DOWN"}))
+        self.assertIsNone(touchedMetrics({"removed": ["a"], "services": {}}))

@@ -4,7 +4,6 @@ against expectations computed by hand, and the consistent-hash ring.
 """
 
 import random
-from dataclasses import replace
 from collections import Counter
 
 from hypothesis import given, settings
@@ -242,11 +241,11 @@ class MixedSourceTests(SynchronousTestCase):
     )
 
     def mep(self, name, **metrics):
-        return replace(candidate(name, **metrics), provides=frozenset(
+        return candidate(name, **metrics)._replace(provides=frozenset(
             ("connections", "response_time", "bandwidth", "packets", "load")), ceilings={"load": 100.0})
 
     def snmp(self, name, **metrics):
-        return replace(candidate(name, **metrics), provides=frozenset(("connections", "memory", "cpu")),
+        return candidate(name, **metrics)._replace(provides=frozenset(("connections", "memory", "cpu")),
                        ceilings={"memory": 100.0, "connections": 1000.0})
 
     def test_eachByWhatItsSourceReports(self):

@@ -12,7 +12,7 @@ import tomllib
 from twisted.trial.unittest import SynchronousTestCase
 
 from gslb_twisted.config import ConfigError, parseTopology
-from gslb_twisted.lb.decision import BACKUP_VSERVER, DOWN_RESPONSE, EMPTY, SERVFAIL, SERVICES, planVServer
+from gslb_twisted.lb.decision import BACKUP_VSERVER, DOWN_RESPONSE, EMPTY, SERVFAIL, SERVICES, metricsRead, planVServer
 from gslb_twisted.metrics import DOWN, UP, MetricTable
 
 DEAD = 3.0
@@ -633,3 +633,35 @@ class AnswersTests(SynchronousTestCase):
         self.assertEqual(result.answers, 2)
         for chosen in result.sets:
             self.assertEqual(sorted(chosen), ["west-a", "west-b"])
+
+
+class MetricsReadTests(SynchronousTestCase):
+    """
+    What a vserver's plan reads: a change to anything else cannot change
+    its plan (the core then skips re-planning it).
+    """
+
+    def test_methods(self):
+        t = topology(
+            vserver("rr", lb_method="ROUNDROBIN"),
+            vserver("lc", lb_method="LEASTCONNECTION", backup_lb_method="LEASTRESPONSETIME"),
+            vserver("custom", lb_method="CUSTOMLOAD",
+                    extra='custom_load = [{ metric = "connections", ceiling = 100 }, { metric = "load", ceiling = 50 }]'),
+            vserver("rtt", lb_method="RTT", backup_lb_method="STATICPROXIMITY"),
+            vserver("spill", lb_method="ROUNDROBIN", extra='spillover = { method = "BANDWIDTH", threshold = 9 }'),
+        )
+        reads = {v.name: metricsRead(v.name, t.vserverByName) for v in t.vservers}
+        self.assertEqual(reads["rr"], {"state", "monitor"})
+        self.assertEqual(reads["lc"], {"state", "monitor", "connections", "response_time"})
+        self.assertEqual(reads["custom"], {"state", "monitor", "connections", "load"})
+        self.assertEqual(reads["rtt"], {"state", "monitor", "probes"})
+        self.assertEqual(reads["spill"], {"state", "monitor", "bandwidth"})
+
+    def test_throughTheBackupChain(self):
+        """A vserver answers with its backup's plan when it must: it reads what that one reads."""
+        t = topology(
+            vserver("www", lb_method="ROUNDROBIN", backup_vserver="dr",
+                    extra='spillover = { method = "CONNECTION", threshold = 9 }'),
+            vserver("dr", services=("west-a",), lb_method="LEASTPACKETS"),
+        )
+        self.assertEqual(metricsRead("www", t.vserverByName), {"state", "monitor", "connections", "packets"})

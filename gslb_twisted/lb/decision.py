@@ -173,6 +173,20 @@ def siteLocation(topology: Topology, site: str, locations=None) -> Optional[tupl
     return None
 
 
+def _siteStatic(topology: Topology, site: str, locations) -> tuple:
+    """
+    What a site's candidates share that never changes: its location and its
+    metric source's metrics and ceilings (cached on the topology: every plan
+    asks, for every bound service).
+    """
+    cache = topology._sourceMetrics
+    key = (site, locations)
+    found = cache.get(key)
+    if found is None:
+        found = cache[key] = (siteLocation(topology, site, locations),) + topology.metricsOf(topology.siteByName[site])
+    return found
+
+
 def candidatesOf(
     vserver: VServer,
     topology: Topology,
@@ -190,7 +204,7 @@ def candidatesOf(
         service = topology.serviceByName[binding.name]
         if family is not None and service.family != family:
             continue
-        provides, ceilings = topology.metricsOf(topology.siteByName[service.site])
+        location, provides, ceilings = _siteStatic(topology, service.site, locations)
         candidate = Candidate(
             service.name,
             service.ip,
@@ -198,7 +212,7 @@ def candidatesOf(
             binding.weight,
             table[service.site].services.get(service.name),
             service.max_clients,
-            siteLocation(topology, service.site, locations),
+            location,
             provides,
             ceilings,
         )
@@ -209,6 +223,42 @@ def candidatesOf(
         else:
             excluded.append((service.name, reason))
     return up, everyone, excluded
+
+
+# What every plan reads of a service, whatever its method: its state (and
+# an appliance-side monitor's verdict).
+ALWAYS_READ = frozenset({"state", "monitor"})
+# The RTT method reads the sites' probes of client networks.
+PROBES = "probes"
+
+
+def metricsRead(name: str, vservers: Mapping[str, VServer]) -> frozenset:
+    """
+    Every metric the plan of vserver C{name} reads (its methods, backup
+    method, spillover and custom load, through its backup-vserver chain): a
+    change to any other metric (or a metric's age, which the ager watches)
+    cannot change its plan, so the core need not re-plan it.
+    """
+    reads = set(ALWAYS_READ)
+    seen = set()
+    current = vservers.get(name)
+    while current is not None and current.name not in seen:
+        seen.add(current.name)
+        for method in (current.lb_method, current.backup_lb_method):
+            if method in LEAST_METRIC:
+                reads.add(LEAST_METRIC[method])
+            elif method == "CUSTOMLOAD":
+                reads.update(spec.metric for spec in current.custom_load)
+            elif method == "RTT":
+                reads.add(PROBES)
+        spill = current.spillover
+        if spill is not None:
+            if spill.method in ("CONNECTION", "DYNAMICCONNECTION"):
+                reads.add("connections")
+            elif spill.method == "BANDWIDTH":
+                reads.add("bandwidth")
+        current = vservers.get(current.backup_vserver) if current.backup_vserver else None
+    return frozenset(reads)
 
 
 def _fresh(candidate: Candidate, topology: Topology, table: MetricTable, now: float, deadInterval: float) -> bool:

