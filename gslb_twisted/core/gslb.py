@@ -1060,6 +1060,8 @@ class CoreGSLB:
             hits = 0
             for rdtype, book in answers.books.items():
                 total = book.totalHits()
+                if not total:
+                    continue  # (most books of a large topology, most rounds)
                 hits += total
                 byType[rdtype] = byType.get(rdtype, 0) + total
                 for service, n in book.answersPerService().items():
