@@ -28,6 +28,9 @@ __all__ = ["TwistedDispatcher", "TwistedUDPTransport", "TwistedUDP6Transport", "
 
 log = Logger()
 
+# Bytes of SNMP replies read per reactor turn (a few replies).
+MAX_READ_PER_TURN = 4096
+
 
 class TwistedDispatcher(AbstractTransportDispatcher):
     """
@@ -100,6 +103,11 @@ class TwistedUDPTransport(AbstractTransport):
     def open_client_mode(self, iface=None):
         host, portNumber = iface if iface is not None else (self.INTERFACE, 0)
         self.port = self.reactor.listenUDP(portNumber, _Datagrams(self), interface=host)
+        # A reply costs the engine about a millisecond to decode: read a few
+        # per reactor turn, not Twisted's 256 KiB, or a burst of replies
+        # (every agent answering within a millisecond) would hold DNS
+        # queries up for tens of milliseconds.
+        self.port.maxThroughput = MAX_READ_PER_TURN
         # Replies of 200 agents can arrive in one burst: room for them.
         handle = getattr(self.port, "socket", None)
         if handle is not None:

@@ -82,10 +82,11 @@ class SNMPSitePoller:
         """
         Poll from now on; the first poll comes at a fixed offset within the
         first interval (from the site's name), so that many sites mastered
-        at once do not poll in one burst.
+        at once spread their polls over the whole interval instead of
+        polling in one burst (which would hold DNS queries up).
         """
         self.started = self.reactor.seconds()
-        offset = (zlib.crc32(self.site.name.encode("utf-8")) % 1000) / 1000.0 * min(self.interval, 1.0) * 0.5
+        offset = (zlib.crc32(self.site.name.encode("utf-8")) % 1000) / 1000.0 * self.interval
         self._first = self.reactor.callLater(offset, self._loop.start, self.interval, True)
 
     def stop(self) -> None:
