@@ -971,3 +971,78 @@ class RelevantChangesTests(GSLBTestCase):
         self.assertEqual(touchedMetrics({"probes": {"10.0.0.0/24": 3.0}}), {"probes"})
         self.assertIsNone(touchedMetrics({"state": "DOWN"}))
         self.assertIsNone(touchedMetrics({"removed": ["a"], "services": {}}))
+
+
+class ReplanGapTests(GSLBTestCase):
+    """
+    What the targeted re-planning must not miss (found in review): a site
+    stale only between two ager looks, a plan that failed to apply, an
+    orphan's old snapshot.
+    """
+
+    def feed(self, site, services):
+        metrics = self.gslb.table[site]
+        metrics.state, metrics.services, metrics.hasSnapshot = UP, {k: dict(v) for k, v in services.items()}, True
+        metrics.updatedAt = self.clock.seconds()
+
+    def test_stalenessBetweenTwoLooks(self):
+        """
+        A plan made while a site was briefly stale (backup method) is redone
+        once the site is fresh again, though the ager never saw it stale.
+        """
+        self.gslb.applyRuntime({"lb_method": {"www": "LEASTCONNECTION"}})
+        self.feed("east", EAST_SERVICES)
+        self.feed("west", WEST_SERVICES)
+        self.gslb._age()
+        self.clock.advance(3.0)
+        self.feed("east", EAST_SERVICES)
+        self.gslb._age()  # west 3.0 s old: still fresh
+        self.clock.advance(0.5)  # west stale now; east's change re-plans www
+        self.gslb.table["east"].services["east-web"]["connections"] = 7
+        self.gslb.scheduleReplan("east", frozenset({"connections"}))
+        self.clock.advance(0)
+        self.assertTrue(self.gslb.plans[("www", 1)].fallback)
+        self.gslb.table["west"].updatedAt = self.clock.seconds()  # metrics.fresh from west's master
+        self.clock.advance(0.5)
+        self.gslb.table["east"].updatedAt = self.clock.seconds()
+        self.gslb._age()
+        plan = self.gslb.plans[("www", 1)]
+        self.assertEqual((plan.method, plan.fallback), ("LEASTCONNECTION", False))
+
+    def test_failedPlanIsLoggedAndRetried(self):
+        """A plan that fails to apply is logged, costs no other vserver, and is retried by the ager."""
+        import gslb_twisted.core.gslb as module
+
+        self.feed("east", EAST_SERVICES)
+        self.feed("west", WEST_SERVICES)
+        self.gslb.replan()
+        real, failures = module.buildChooser, []
+
+        def flaky(*args, **kwargs):
+            if not failures:
+                failures.append(1)
+                raise RuntimeError("transient")
+            return real(*args, **kwargs)
+
+        module.buildChooser = flaky
+        self.addCleanup(setattr, module, "buildChooser", real)
+        self.gslb.table["west"].services["west-web"]["state"] = "DOWN"
+        self.gslb.scheduleReplan("west", frozenset({"state"}))
+        self.clock.advance(0)
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        self.assertIn("198.51.100.10", self.answered("www.t.gslb"))  # not applied yet
+        self.clock.advance(1.0)
+        self.feed("east", EAST_SERVICES)
+        self.feed("west", self.gslb.table["west"].services)
+        self.gslb._age()
+        self.assertNotIn("198.51.100.10", self.answered("www.t.gslb"))
+
+    def test_orphanSnapshotExpiredBeforeItIsAnswered(self):
+        """A peer's old snapshot of a site nobody masters never puts its addresses back."""
+        self.gslb.start()
+        self.clock.advance(100.5)
+        self.gslb.masterChanged("west", None, 5)
+        self.gslb.delivered(3, TOPIC_SNAPSHOT, snapshotBody(epoch=5, seq=9, updatedAt=10.0))
+        self.clock.advance(0)
+        self.assertEqual(self.gslb.table["west"].state, "DOWN")
+        self.assertNotIn("198.51.100.10", self.answered("www.t.gslb"))

@@ -290,13 +290,19 @@ class CoreGSLB:
         # changes touched (None: anything), and what each vserver's plan reads.
         self._dirtySites: dict[str, Optional[frozenset]] = {}
         self._reads: dict[str, frozenset] = {}
-        # The record types (1: A, 28: AAAA) each vserver's chain has services of.
+        # The record types (1: A, 28: AAAA) each vserver's chain has services
+        # of; the sites each vserver's answers depend on; plans that failed.
         self._familiesOf = familiesOf(topology)
+        self._unapplied: set = set()
         # Which vservers a change at a site can affect (their services, or
         # those of a backup vserver they fall back to), and which monitored
         # services each site has: per-update work stays proportional to the
         # change, not to the topology.
         self.vserversBySite = vserversBySite(topology)
+        self._sitesOf: dict[str, set[str]] = {}
+        for site, names in self.vserversBySite.items():
+            for name in names:
+                self._sitesOf.setdefault(name, set()).add(site)
         self.monitoredBySite: dict[str, list] = {}
         for service in topology.services:
             if service.monitor is not None:
@@ -369,6 +375,15 @@ class CoreGSLB:
 
     def start(self) -> None:
         self.running = True
+        if self.snmp is None and any(site.protocol == "snmp" for site in self.topology.sites):
+            # Importing pysnmp and building its engine takes most of a
+            # second: before serving, not when a site is taken over.
+            try:
+                from gslb_twisted.snmp.client import SNMPClient
+
+                self.snmp = SNMPClient(self.reactor, self.topology.appliance.ip)
+            except Exception:
+                self.log.failure("core {core}: the SNMP engine could not start", core=self.core)
         self.replan()
         self._ager.start(self.metricsInterval, now=False)
         self._persistenceTicker.start(PERSISTENCE_TICK, now=False)
@@ -903,6 +918,10 @@ class CoreGSLB:
         if "*" in dirty:
             self.replan()
             return
+        # A changed site nobody masters may be one to expire (a peer's
+        # last snapshot of it, say): before its vservers are planned.
+        for site in self._expireOrphans(self.reactor.seconds(), dirty):
+            dirty[site] = None
         keys = set()
         for site, touched in dirty.items():
             for vserver in self.vserversBySite.get(site, ()):
@@ -919,7 +938,11 @@ class CoreGSLB:
         self.replan(keys=keys)
 
     def _age(self) -> None:
-        """Every metrics_interval: re-plan where freshness changed."""
+        """
+        Every metrics_interval: re-plan where freshness changed since the
+        last look (or since a plan was made with other freshness, see
+        L{replan}), where orphans expired, and what failed to apply.
+        """
         now = self.reactor.seconds()
         flipped = set()
         for name, metrics in self.table.sites.items():
@@ -929,10 +952,11 @@ class CoreGSLB:
                 flipped.add(name)
         # A site nobody masters that fell silent is DOWN: its vservers too.
         flipped.update(self._expireOrphans(now))
-        names: set = set()
+        keys = set(self._unapplied)
         for site in flipped:
-            names |= self.vserversBySite.get(site, set())
-        self.replan(names)
+            for name in self.vserversBySite.get(site, ()):
+                keys.update(((name, 1), (name, 28)))
+        self.replan(keys=keys)
 
     def replan(self, names: Optional[set] = None, keys: Optional[set] = None) -> None:
         """
@@ -946,29 +970,51 @@ class CoreGSLB:
             self._expireOrphans(now)
         elif not names:
             return
+        planned = []
         for vserver in self.topology.vservers:
             if names is not None and vserver.name not in names:
                 continue
+            planned.append(vserver.name)
             vserver = self.vservers[vserver.name]
             for rdtype in (1, 28):
                 if keys is not None and (vserver.name, rdtype) not in keys:
                     continue
-                plan = planVServer(
-                    vserver, self.topology, self.table, rdtype, now, self.deadInterval,
-                    self.disabled, self.vservers, self.locations,
-                )
-                self.plans[(vserver.name, rdtype)] = plan
-                key = self._planKey(plan)
-                if self._planKeys.get((vserver.name, rdtype)) == key:
-                    continue
-                failure = RCODE_SERVFAIL if plan.response == SERVFAIL else None
-                self._settle(vserver.name, rdtype)
-                book = self.authority.book(vserver.name, rdtype)
-                chooser = buildChooser(plan, self.choice, book.indexOf)
-                self.authority.setChooser(vserver.name, rdtype, chooser, failure)
-                self._planTally[(vserver.name, rdtype)] = (plan, chooser, book, book.totalHits())
-                # Only once applied: a plan that failed to apply is retried.
-                self._planKeys[(vserver.name, rdtype)] = key
+                try:
+                    self._applyPlan(vserver, rdtype, now)
+                except Exception:
+                    # One vserver's failure must not cost the others their
+                    # plans, nor reach the reactor; the ager retries it.
+                    self._unapplied.add((vserver.name, rdtype))
+                    self.log.failure("core {core}: planning vserver {vserver} (type {rdtype}) failed",
+                                     core=self.core, vserver=vserver.name, rdtype=rdtype)
+        # Plans made while a site's freshness differs from what the ager
+        # last saw (stale between two looks, say) would outlive its
+        # recovery unnoticed: make the ager look at those sites again.
+        for name in planned:
+            for site in self._sitesOf.get(name, ()):
+                metrics = self.table[site]
+                fresh = metrics.updatedAt is not None and now - metrics.updatedAt <= self.deadInterval
+                if self._siteFresh.get(site, fresh) != fresh:
+                    del self._siteFresh[site]
+
+    def _applyPlan(self, vserver, rdtype: int, now: float) -> None:
+        key = (vserver.name, rdtype)
+        plan = planVServer(
+            vserver, self.topology, self.table, rdtype, now, self.deadInterval,
+            self.disabled, self.vservers, self.locations,
+        )
+        planKey = self._planKey(plan)
+        if self._planKeys.get(key) != planKey:
+            failure = RCODE_SERVFAIL if plan.response == SERVFAIL else None
+            self._settle(vserver.name, rdtype)
+            book = self.authority.book(vserver.name, rdtype)
+            chooser = buildChooser(plan, self.choice, book.indexOf)
+            self.authority.setChooser(vserver.name, rdtype, chooser, failure)
+            self._planTally[key] = (plan, chooser, book, book.totalHits())
+            self._planKeys[key] = planKey
+        # Only once applied: what resolve explains is what answers.
+        self.plans[key] = plan
+        self._unapplied.discard(key)
 
     # --- statistics ---------------------------------------------------------------------
 
@@ -1122,14 +1168,15 @@ class CoreGSLB:
             tuple(c.service for c in plan.candidates), plan.config, plan.askedConfig, probes,
         )
 
-    def _expireOrphans(self, now: float) -> list[str]:
+    def _expireOrphans(self, now: float, sites=None) -> list[str]:
         """
         A site nobody masters, silent past dead_interval, is DOWN on every
         core (each decides alone: there is no master to tell it).  Returns
-        the sites it made DOWN.
+        the sites it made DOWN (among C{sites}, all by default).
         """
         expired = []
-        for site, metrics in self.table.sites.items():
+        for site in self.table.sites if sites is None else [s for s in sites if s in self.table.sites]:
+            metrics = self.table.sites[site]
             if metrics.state != UP or self.view.master(site) is not None:
                 continue
             if metrics.updatedAt is None or now - metrics.updatedAt > self.deadInterval:
