@@ -119,12 +119,27 @@ class PollerTests(SynchronousTestCase):
         poller = self.startPoller()
         self.toFirstPoll()
         self.tick()
-        self.tick()
         self.assertEqual(len(self.client.gets), 1)
-        self.assertEqual((poller.polls, poller.skipped), (1, 2))
+        self.assertEqual((poller.polls, poller.skipped), (1, 1))
         self.client.gets[0][2].callback(self.answers())
         self.tick()
         self.assertEqual(len(self.client.gets), 2)
+
+    def test_requestWithoutOutcomeIsAbandoned(self) -> None:
+        """
+        A request the engine never settles (it always should, after its
+        retries) is given up once every try and an interval have passed: the
+        poller asks again instead of skipping for ever.
+        """
+        poller = self.startPoller()
+        self.toFirstPoll()
+        self.tick()  # 1 s: still within its tries (0.4 s x 2) and an interval
+        self.tick()  # 2 s: past them; asked again
+        self.assertEqual(len(self.client.gets), 2)
+        self.assertEqual(poller.skipped, 1)
+        # The abandoned request's late outcome changes nothing.
+        self.client.gets[0][2].callback(self.answers())
+        self.assertEqual(self.reports, [])
 
     def test_answerReportsUp(self) -> None:
         """An answer reports the site UP with each service's metrics."""

@@ -120,7 +120,7 @@ class SamplerTests(SynchronousTestCase):
         """A counter has no value until its second poll; the problem says why."""
         sampler = Sampler(plan(MetricSpec("out", IF_OUT, type="counter")))
         sample = sampler.sample({"1.3.6.1.2.1.2.2.1.16.1": Answer(1000.0, "Counter32")}, 10.0)
-        self.assertNotIn("out", sample.services["web"])
+        self.assertIsNone(sample.services["web"].get("out"))
         (problem,) = sample.problems
         self.assertIn("first reading", problem)
 
@@ -147,7 +147,7 @@ class SamplerTests(SynchronousTestCase):
         sampler = Sampler(plan(MetricSpec("out", IF_OUT, type="counter")))
         sampler.sample({oid: Answer(5000.0, "Counter64")}, 0.0)
         sample = sampler.sample({oid: Answer(10.0, "Counter64")}, 10.0)
-        self.assertNotIn("out", sample.services["web"])
+        self.assertIsNone(sample.services["web"].get("out"))
         (problem,) = sample.problems
         self.assertIn("restarted or reset", problem)
         # The next poll counts from the restart.
@@ -158,7 +158,7 @@ class SamplerTests(SynchronousTestCase):
         sampler = Sampler(plan(MetricSpec("out", IF_OUT, type="counter")))
         sampler.sample({oid: Answer(1.0, "Counter32")}, 5.0)
         sample = sampler.sample({oid: Answer(2.0, "Counter32")}, 5.0)
-        self.assertNotIn("out", sample.services["web"])
+        self.assertIsNone(sample.services["web"].get("out"))
         self.assertIn("same time", sample.problems[0])
 
     def test_counterSharedByTwoMetrics(self) -> None:
@@ -181,7 +181,7 @@ class SamplerTests(SynchronousTestCase):
 
     def test_ratioZeroDenominator(self) -> None:
         sample = Sampler(plan(MEMORY)).sample({MEM_AVAIL: gauge(250.0), MEM_TOTAL: gauge(0.0)}, 1.0)
-        self.assertNotIn("memory", sample.services["web"])
+        self.assertIsNone(sample.services["web"].get("memory"))
         (problem,) = sample.problems
         self.assertIn(f"denominator {MEM_TOTAL}: zero", problem)
 
@@ -189,7 +189,7 @@ class SamplerTests(SynchronousTestCase):
         """An OID not answered, or answered noSuchInstance, leaves its metric out."""
         sampler = Sampler(plan(CPU, MEMORY))
         sample = sampler.sample({MEM_AVAIL: Answer(None, "noSuchInstance"), MEM_TOTAL: gauge(1.0)}, 1.0)
-        self.assertEqual(sample.services["web"], {"state": UP})
+        self.assertEqual(sample.services["web"], {"state": UP, "cpu": None, "memory": None})
         self.assertEqual(len(sample.problems), 2)
         self.assertIn("no answer", sample.problems[0])
         self.assertIn("noSuchInstance", sample.problems[1])
@@ -203,8 +203,8 @@ class SamplerTests(SynchronousTestCase):
         for oid in made.serviceOIDs["api"]:
             answers[oid] = Answer(7.0, "Counter32" if ".9." in oid else "Gauge32")
         sample = Sampler(made).sample(answers, 1.0)
-        self.assertEqual(sample.services["web"], {"cpu": 10.0, "state": DOWN})
-        self.assertEqual(sample.services["api"], {"cpu": 10.0, "connections": 7.0, "state": UP})
+        self.assertEqual(sample.services["web"], {"cpu": 10.0, "state": DOWN, "connections": None, "bytes": None})
+        self.assertEqual(sample.services["api"], {"cpu": 10.0, "connections": 7.0, "state": UP, "bytes": None})
 
     def test_serviceWithSomeAnswerIsUp(self) -> None:
         """One answered OID of a service is enough for it to exist."""
@@ -216,7 +216,7 @@ class SamplerTests(SynchronousTestCase):
     def test_deviceWideOnlyIsUp(self) -> None:
         """Without per-service OIDs, services are UP (the poller tells a dead site)."""
         sample = Sampler(plan(CPU)).sample({}, 1.0)
-        self.assertEqual(sample.services, {"web": {"state": UP}, "api": {"state": UP}})
+        self.assertEqual(sample.services, {"web": {"state": UP, "cpu": None}, "api": {"state": UP, "cpu": None}})
 
     def test_lagging(self) -> None:
         """A metric not refreshed by this poll is listed with when it last was."""
@@ -233,6 +233,47 @@ class SamplerTests(SynchronousTestCase):
         sampler.sample({CPU_IDLE: gauge(50.0), oid: Answer(100.0, "Counter32")}, 10.0)
         sampler.reset()
         sample = sampler.sample({oid: Answer(200.0, "Counter32")}, 20.0)
-        self.assertNotIn("out", sample.services["web"])
+        self.assertIsNone(sample.services["web"].get("out"))
         self.assertIn("first reading", sample.problems[-1])
         self.assertEqual(sample.lagging, {})
+
+
+class WithdrawnValueTests(SynchronousTestCase):
+    """Values no poll refreshes stop looking current; resets are not wild rates."""
+
+    def test_valueWithdrawnPastDeadInterval(self) -> None:
+        """
+        An OID that keeps failing keeps its last value for dead_interval
+        (lagging, with its time), then is withdrawn (None: missing, so a
+        method that needs it falls back).
+        """
+        sampler = Sampler(plan(CPU), deadInterval=3.0)
+        sampler.sample({CPU_IDLE: Answer(80.0, "Integer")}, 10.0)
+        sample = sampler.sample({CPU_IDLE: Answer(None, "noSuchInstance")}, 12.0)
+        self.assertNotIn("cpu", sample.services["web"])
+        self.assertEqual(sample.lagging["web"], {"cpu": 10.0})
+        sample = sampler.sample({CPU_IDLE: Answer(None, "noSuchInstance")}, 13.5)
+        self.assertIsNone(sample.services["web"]["cpu"])
+        self.assertEqual(sample.lagging, {})
+
+    def test_counter32ResetIsNotAWrap(self) -> None:
+        """A 32-bit counter going back by more than half its range was reset, not wrapped."""
+        spec = MetricSpec("out", IF_OUT, type="counter", scale=0.008)
+        oid = IF_OUT.replace("{interface}", "1")
+        sampler = Sampler(plan(spec))
+        sampler.sample({oid: Answer(1.5e9, "Counter32")}, 10.0)
+        sample = sampler.sample({oid: Answer(1000.0, "Counter32")}, 11.0)
+        self.assertIsNone(sample.services["web"]["out"])
+        self.assertIn("counter went back", sample.problems[0])
+        # A genuine wrap (a small step past 2**32) is still a rate.
+        sampler.sample({oid: Answer(2**32 - 500.0, "Counter32")}, 20.0)
+        sample = sampler.sample({oid: Answer(500.0, "Counter32")}, 21.0)
+        self.assertEqual(sample.services["web"]["out"], 8.0)
+
+    def test_v1MissingInstanceIsGone(self) -> None:
+        """SNMPv1's noSuchName for every OID of a service: the service is DOWN, as with v2c."""
+        specs = (MetricSpec("connections", VS_CONNS),)
+        p = pollPlan("paris", MetricTable("t", {s.name: s for s in specs}), settings(), SERVICES)
+        answers = {oid: Answer(None, "noSuchName") for oid in p.oids}
+        self.assertEqual({name: v["state"] for name, v in Sampler(p).sample(answers, 1.0).services.items()},
+                         {"web": DOWN, "api": DOWN})

@@ -201,6 +201,17 @@ class SNMPClient:
             result.errback(SNMPError("engine", f"cannot send an SNMP request: {e}"))
 
     def _answered(self, name, oids, v1, result, known, errorIndication, errorStatus, errorIndex, varBinds) -> None:
+        try:
+            self._settle(name, oids, v1, result, known, errorIndication, errorStatus, errorIndex, varBinds)
+        except Exception as e:
+            # Whatever went wrong reading the answer, the request has an
+            # outcome: the poll fails, with the reason.
+            if not result.called:
+                result.errback(SNMPError("engine", f"cannot read the agent's answer: {e}"))
+            else:
+                raise
+
+    def _settle(self, name, oids, v1, result, known, errorIndication, errorStatus, errorIndex, varBinds) -> None:
         host, port, settings, timeout = self.targets[name]
         if errorIndication:
             result.errback(self._explain(name, errorIndication))

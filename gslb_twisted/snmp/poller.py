@@ -60,7 +60,7 @@ class SNMPSitePoller:
         self.client = client
         self.site = site
         self.plan = plan
-        self.sampler = Sampler(plan)
+        self.sampler = Sampler(plan, deadInterval)
         self.interval = interval
         self.deadInterval = deadInterval
         self.report = report
@@ -77,6 +77,12 @@ class SNMPSitePoller:
         self._loop.clock = reactor
         self._first = None
         self.dead = False
+        self._sent = 0.0
+        # How long one request may take (every try, plus an interval of
+        # slack) before the poller stops waiting for it.
+        settings = site.snmp
+        timeout = settings.timeout if settings.timeout is not None else pollTimeout(site, interval)
+        self._patience = (settings.retries + 1) * timeout + interval
 
     def start(self) -> None:
         """
@@ -87,7 +93,14 @@ class SNMPSitePoller:
         """
         self.started = self.reactor.seconds()
         offset = (zlib.crc32(self.site.name.encode("utf-8")) % 1000) / 1000.0 * self.interval
-        self._first = self.reactor.callLater(offset, self._loop.start, self.interval, True)
+        self._first = self.reactor.callLater(offset, self._startLoop)
+
+    def _startLoop(self) -> None:
+        # A LoopingCall stops for good when its function raises: say so,
+        # loudly, rather than leave the site looking polled.
+        self._loop.start(self.interval, now=True).addErrback(
+            lambda failure: self.log.failure("SNMP polling of site {site} stopped", failure, site=self.site.name)
+        )
 
     def stop(self) -> None:
         if self._first is not None and self._first.active():
@@ -101,13 +114,27 @@ class SNMPSitePoller:
         return self._loop.running or (self._first is not None and self._first.active())
 
     def poll(self) -> None:
+        try:
+            self._poll()
+        except Exception:
+            # (report() runs the core's record-keeping.)  One tick lost,
+            # the loop goes on.
+            self.log.failure("SNMP poll of site {site}", site=self.site.name)
+
+    def _poll(self) -> None:
         self._checkDead()
         if self._pending is not None:
-            # The previous poll is still waiting for its retries: one at a time.
-            self.skipped += 1
-            return
+            if self.reactor.seconds() - self._sent <= self._patience:
+                # The previous poll is still waiting for its retries: one at a time.
+                self.skipped += 1
+                return
+            # The engine never called back (it always should, after its
+            # retries): forget that request rather than wait for ever.
+            self.log.warn("site {site}: an SNMP request got no outcome in {seconds:.1f} s; asking again",
+                          site=self.site.name, seconds=self._patience)
+            self._pending = None
         self.polls += 1
-        sent = self.reactor.seconds()
+        sent = self._sent = self.reactor.seconds()
         d = defer.maybeDeferred(self.client.get, self.site.name, self.plan.oids)
         self._pending = d
         d.addCallbacks(self._answered, self._failed, callbackArgs=(d, sent), errbackArgs=(d,))
@@ -145,7 +172,9 @@ class SNMPSitePoller:
         if error.kind == "timeout" and settings.version in ("1", "2c") and (
             self._streak == 1 or self._streak % PROBE_EVERY == 0
         ):
-            self.client.probe(self.site.name).addCallback(self._probed, error)
+            self.client.probe(self.site.name).addCallback(self._probed, error).addErrback(
+                lambda failure: self.log.failure("SNMP liveness probe of site {site}", failure, site=self.site.name)
+            )
             return
         self._settle(error)
 

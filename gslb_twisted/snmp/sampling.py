@@ -23,8 +23,9 @@ DOWN = "DOWN"
 # Counter32 wraps at 2**32, a Counter64 going down is a restart.
 COUNTER32 = "Counter32"
 COUNTER64 = "Counter64"
-# Answers that are not a value (SNMPv2 exceptions).
-EXCEPTIONS = ("noSuchObject", "noSuchInstance", "endOfMibView")
+# Answers that are not a value (SNMPv2 exceptions, and SNMPv1's error for
+# an OID the agent does not have).
+EXCEPTIONS = ("noSuchObject", "noSuchInstance", "endOfMibView", "noSuchName")
 
 _NUMERIC_INSTANCE = re.compile(r"^\d+(\.\d+)*$")
 
@@ -71,6 +72,7 @@ class PollPlan:
     services: tuple[str, ...]
     readings: tuple[Reading, ...]
     oids: tuple[str, ...]
+    metrics: tuple[str, ...] = ()  # every metric of the table
     # The OIDs that exist only if a service does (a virtual server the
     # device no longer has is DOWN).
     serviceOIDs: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
@@ -103,6 +105,7 @@ def pollPlan(site: str, table: MetricTable, settings: SNMPSettings, services: Se
         services=names,
         readings=tuple(readings),
         oids=tuple(oids),
+        metrics=tuple(table.metrics),
         serviceOIDs={name: tuple(dict.fromkeys(found)) for name, found in serviceOIDs.items()},
     )
 
@@ -129,10 +132,17 @@ class Sample:
 
 
 class Sampler:
-    """The arithmetic of one site's polls (counters need the previous one)."""
+    """
+    The arithmetic of one site's polls (counters need the previous one).
 
-    def __init__(self, plan: PollPlan) -> None:
+    @param deadInterval: a value no poll has refreshed for this long is
+        withdrawn (reported C{None}: missing, so that a method needing it
+        falls back) rather than kept looking current.
+    """
+
+    def __init__(self, plan: PollPlan, deadInterval: Optional[float] = None) -> None:
         self.plan = plan
+        self.deadInterval = deadInterval
         self._previous: dict[str, tuple[float, str, float]] = {}
         self._reportedAt: dict[str, dict[str, float]] = {name: {} for name in plan.services}
 
@@ -155,7 +165,10 @@ class Sampler:
             return None, "two readings at the same time"
         delta = answer.value - value
         if delta < 0:
-            if answer.kind == COUNTER32:
+            # A 32-bit counter wraps; but one that went back by more than
+            # half its range was reset (an agent restart), as a 64-bit one
+            # always was: no rate this time, rather than a wild one.
+            if answer.kind == COUNTER32 and delta + 2**32 < 2**31:
                 delta += 2**32
             else:
                 return None, "counter went back (the agent restarted or reset it)"
@@ -199,9 +212,19 @@ class Sampler:
                 answers.get(oid) is not None and answers[oid].kind not in EXCEPTIONS for oid in gone
             )
             values[service]["state"] = UP if exists else DOWN
-            stale = {
-                metric: at for metric, at in self._reportedAt[service].items() if metric not in values[service]
-            }
+            reported = self._reportedAt[service]
+            stale = {}
+            for metric in self.plan.metrics:
+                if metric in values[service]:
+                    continue
+                at = reported.get(metric)
+                if at is None or (self.deadInterval is not None and now - at > self.deadInterval):
+                    # Never read since (re)starting, or too long ago: no
+                    # value at all, not an old one looking current.
+                    values[service][metric] = None
+                    reported.pop(metric, None)
+                else:
+                    stale[metric] = at
             if stale:
                 lagging[service] = stale
         return Sample(values, problems, lagging)
