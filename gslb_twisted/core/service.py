@@ -124,7 +124,9 @@ class CoreService(MultiService):
         fd, release = spec.descriptor()
         try:
             if spec.transport == "udp":
-                return self.reactor.adoptDatagramPort(fd, spec.family, udp, maxPacketSize=MAX_UDP_READ)
+                # One protocol per port: a datagram protocol has one
+                # transport (and replies through its socket).
+                return self.reactor.adoptDatagramPort(fd, spec.family, udp(), maxPacketSize=MAX_UDP_READ)
             return self.reactor.adoptStreamPort(fd, spec.family, tcp)
         finally:
             release()
@@ -132,7 +134,9 @@ class CoreService(MultiService):
     def _serve(self) -> None:
         if not self.running:
             return
-        udp = DNSDatagramProtocol(self.authority)
+        def udp():
+            return DNSDatagramProtocol(self.authority)
+
         tcp = DNSStreamFactory(self.authority, self.reactor)
         if self.gslb is not None:
             self.gslb.start()

@@ -247,8 +247,8 @@ def _answerWithSubnet(
         length = data[offset]
         if not length:
             break
-        if length > MAX_LABEL:
-            return None
+        if length > MAX_LABEL or offset - 12 > MAX_NAME:
+            return None  # (the slow path says FORMERR)
         offset += length + 1
     optStart = offset + 5
     if optStart + _PLAIN_OPT_SIZE + 8 > size:
