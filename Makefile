@@ -7,7 +7,7 @@ VENV ?= .venv
 BIN = $(VENV)/bin
 TRIAL_JOBS ?= 2
 
-.PHONY: venv demo test bench clean
+.PHONY: venv demo test bench bench-qps clean
 
 $(BIN)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,7 +25,12 @@ demo: venv
 test: venv
 	$(BIN)/trial --jobs=$(TRIAL_JOBS) tests benchmarks
 
+# The performance targets (benchmarks/PERF.md): prints the change against
+# the previous run, kept in benchmarks/results/perf-last.json.
 bench: venv
+	$(BIN)/python -m benchmarks.perf
+
+bench-qps: venv
 	$(BIN)/python -m benchmarks.dns_qps
 
 clean:
