@@ -136,6 +136,19 @@ class ApplianceTests(TestCase):
         await appliance.stop()
         appliance.assertCleanExit()
 
+    async def test_twoUDPEndpoints(self):
+        """
+        Every UDP endpoint answers, each from its own socket (dnspython
+        refuses a reply from another address or port).
+        """
+        second = freePort("127.0.0.1")
+        appliance = await self._started(extra=("--dns", f"udp:{second}:interface=127.0.0.1"))
+        for port in (appliance.port, second):
+            for _ in range(4):  # both cores, whichever reads the query
+                self.assertTrue(addresses(await query(port, "www.test.gslb")), port)
+        await appliance.stop()
+        appliance.assertCleanExit()
+
     async def test_jsonLogsCarryCoreEvents(self):
         appliance = await self._started(extra=("--log-format", "json"))
         await appliance.stop()
