@@ -159,7 +159,7 @@ class CaseSet:
         elif key == "d":
             server = buildLcServer(self.shape, port, cpus, DNSPERF_CPUS, control, log, self.workDir, self.logDir)
         elif key == "e":
-            server = GslbServer.build(port, 2, None, control, log)
+            server = GslbServer.build(port, 2, None, control, log, socketSharing=self.options.sharing)
         elif key == "f":
             setup = PdnsSetup(os.path.join(self.workDir, "pdns"), port, checkPort=self.options.pdns_check_port)
             server = PdnsServer.build(self.pdns.executable, setup, cpus, log,
@@ -291,6 +291,8 @@ def parseArguments(argv: Sequence[str]):
     parser.add_argument("--threads", type=int, default=1, help="dnsperf -T")
     parser.add_argument("--outstanding", type=int, default=100, help="dnsperf -q")
     parser.add_argument("--timeout", type=float, default=2.0, help="dnsperf -t")
+    parser.add_argument("--sharing", choices=("inherit", "reuseport"), default="inherit",
+                        help="case e: how the 2 cores share the DNS socket (the appliance's --socket-sharing)")
     parser.add_argument("--sites", type=int, default=5, help="case d: MEP sites (site emulators)")
     parser.add_argument("--services", type=int, default=100, help="case d: services over those sites")
     parser.add_argument("--pdns-check-port", type=int, default=80,
