@@ -1046,3 +1046,32 @@ class ReplanGapTests(GSLBTestCase):
         self.clock.advance(0)
         self.assertEqual(self.gslb.table["west"].state, "DOWN")
         self.assertNotIn("198.51.100.10", self.answered("www.t.gslb"))
+
+
+class RTTSharingTests(GSLBTestCase):
+    """
+    The site<->appliance RTT is for display: the master shares a changed RTT
+    at once the first time, then at most every RTT_SHARE_INTERVALS intervals.
+    """
+
+    def test_rttSharedAtMostEveryFewIntervals(self):
+        from gslb_twisted.core.gslb import RTT_SHARE_INTERVALS, ApplianceSessionHandler
+
+        self.gslb.assigned("west", 1)
+        mastery = self.gslb.mastered["west"]
+        handler = ApplianceSessionHandler(self.gslb, "west")
+        session = object()
+        mastery.session, mastery.handler = session, handler
+
+        def rttDeltas():
+            return [d for d in self.deltas() if "rtt" in d["changes"]]
+
+        self.gslb.siteRTT(handler, session, 0.002)
+        self.assertEqual([d["changes"]["rtt"] for d in rttDeltas()], [0.002])
+        self.clock.advance(1.0)
+        self.gslb.siteRTT(handler, session, 0.010)  # changed, but shared a second ago
+        self.assertEqual(len(rttDeltas()), 1)
+        self.assertEqual(self.gslb.table["west"].rtt, 0.002)
+        self.clock.advance(RTT_SHARE_INTERVALS * 1.0)
+        self.gslb.siteRTT(handler, session, 0.010)
+        self.assertEqual([d["changes"]["rtt"] for d in rttDeltas()], [0.002, 0.010])

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from dataclasses import dataclass
 from typing import Callable, Optional
@@ -109,6 +110,11 @@ def mepServerTLS(topology: Topology, factory):
 # fraction: loopback jitter would otherwise be a delta per keepalive.
 RTT_CHANGE_ABSOLUTE = 0.001
 RTT_CHANGE_RELATIVE = 0.2
+# The site<->appliance RTT is shown, never decided on: a changed RTT is
+# shared with the other cores at most this many metrics intervals apart
+# (at 1,000 sites under load, every keepalive's RTT "changed": 1,000
+# deltas a second through the hub for a figure nobody ranks by).
+RTT_SHARE_INTERVALS = 10
 
 
 def familiesOf(topology: Topology) -> dict[str, frozenset]:
@@ -326,6 +332,8 @@ class CoreGSLB:
         self.snmp = None
         # When this core last published each mastered site's metrics.
         self._published: dict[str, float] = {}
+        # When each mastered site's RTT was last shared (see RTT_SHARE_INTERVALS).
+        self._rttShared: dict[str, float] = {}
         # MEP authentication failures per site (or claimed peer name).
         self.authFailures: dict[str, int] = {}
         # The decision engine: runtime changes, plans, persistence, probes.
@@ -724,7 +732,11 @@ class CoreGSLB:
         if mastery is None:
             return
         known = self.table[mastery.site].rtt
-        if known is None or abs(rtt - known) > max(RTT_CHANGE_ABSOLUTE, RTT_CHANGE_RELATIVE * known):
+        now = self.reactor.seconds()
+        changed = known is None or abs(rtt - known) > max(RTT_CHANGE_ABSOLUTE, RTT_CHANGE_RELATIVE * known)
+        due = now - self._rttShared.get(mastery.site, -math.inf) >= RTT_SHARE_INTERVALS * self.metricsInterval
+        if changed and (known is None or due):
+            self._rttShared[mastery.site] = now
             self._record(mastery.site, rtt=round(rtt, 6))
         else:
             # Jitter is not news; the site spoke all the same.
