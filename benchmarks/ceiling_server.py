@@ -21,7 +21,6 @@ It serves UDP only and stops on SIGTERM or SIGINT.
 
 from __future__ import annotations
 
-import argparse
 import socket
 import struct
 import sys
@@ -29,6 +28,8 @@ from typing import Optional, Sequence, Tuple
 
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
+
+from benchmarks.responder import runResponder
 
 NAME = "www.bench.gslb"
 ADDRESS = "192.0.2.10"
@@ -161,16 +162,10 @@ class CeilingServerMain:
         self.reactor = reactor
 
     def run(self, argv: Sequence[str]) -> int:
-        parser = argparse.ArgumentParser(
-            prog="python -m benchmarks.ceiling_server",
-            description="template-answering UDP DNS responder: the ceiling of benchmarks.perf",
+        return runResponder(
+            self.reactor, argv, "python -m benchmarks.ceiling_server",
+            "template-answering UDP DNS responder: the ceiling of benchmarks.perf", 5397, listen,
         )
-        parser.add_argument("--port", type=int, default=5397)
-        parser.add_argument("--interface", default="127.0.0.1")
-        options = parser.parse_args(argv)
-        listen(self.reactor, options.port, options.interface)
-        self.reactor.run()
-        return 0
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

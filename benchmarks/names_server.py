@@ -16,11 +16,12 @@ It serves UDP only and stops on SIGTERM or SIGINT.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from typing import Optional, Sequence
 
 from twisted.logger import Logger
+
+from benchmarks.responder import runResponder
 from twisted.names import authority, dns, server
 
 ZONE = b"bench.gslb"
@@ -80,16 +81,10 @@ class NamesServerMain:
         self.reactor = reactor
 
     def run(self, argv: Sequence[str]) -> int:
-        parser = argparse.ArgumentParser(
-            prog="python -m benchmarks.names_server",
-            description="twisted.names authoritative baseline for benchmarks.dns_qps",
+        return runResponder(
+            self.reactor, argv, "python -m benchmarks.names_server",
+            "twisted.names authoritative baseline for benchmarks.dns_qps", 5399, listen,
         )
-        parser.add_argument("--port", type=int, default=5399)
-        parser.add_argument("--interface", default="127.0.0.1")
-        options = parser.parse_args(argv)
-        listen(self.reactor, options.port, options.interface)
-        self.reactor.run()
-        return 0
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
