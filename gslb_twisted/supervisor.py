@@ -76,7 +76,9 @@ from gslb_twisted.statistics import DNS, rate, statCoreRows, statDNS, statServic
 # The child's end of the AMP pipes.
 CHILD_AMP_IN = 3
 CHILD_AMP_OUT = 4
-FIRST_SOCKET_FD = 5
+# The compiled topology (gslb_twisted.config.writeCompiledTopology).
+CHILD_TOPOLOGY = 5
+FIRST_SOCKET_FD = 6
 
 # Seconds after start-up after which sites that dial in may go to any core,
 # even if some site still has no master.
@@ -1094,10 +1096,16 @@ def _message(error: BaseException) -> str:
 
 
 def coreCommand(
-    configPath: str, socketArguments: Callable[[], list[str]], python: str = sys.executable
+    configPath: str,
+    socketArguments: Callable[[], list[str]],
+    python: str = sys.executable,
+    compiled: bool = False,
 ) -> CoreCommand:
     """
-    The argv of core C{core}: C{python -m gslb_twisted.core ...}.
+    The argv of core C{core}: C{python -m gslb_twisted.core ...}; with
+    C{compiled}, the core reads the topology the supervisor compiled, at
+    descriptor L{CHILD_TOPOLOGY} (the file stays the fallback, and names
+    the topology in messages).
     """
 
     def command(core: int) -> list[str]:
@@ -1109,7 +1117,7 @@ def coreCommand(
             str(core),
             "--config",
             configPath,
-        ] + socketArguments()
+        ] + (["--topology-fd", str(CHILD_TOPOLOGY)] if compiled else []) + socketArguments()
 
     # The supervisor reads the same topology, to check runtime changes.
     command.configPath = configPath

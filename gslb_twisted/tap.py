@@ -14,10 +14,18 @@ from twisted.internet.protocol import Factory
 from twisted.python import usage
 from twisted.runner.procmon import ProcessMonitor
 
-from gslb_twisted.config import LOG_FORMATS, ConfigError, Topology, demoTopologyPath, loadTopology
+from gslb_twisted.config import (
+    LOG_FORMATS,
+    ConfigError,
+    Topology,
+    demoTopologyPath,
+    loadTopology,
+    writeCompiledTopology,
+)
 from gslb_twisted.mastership import hubAssigns
 from gslb_twisted.endpoints import DNSEndpoint, parseDNSEndpoint, unixPathProblem
 from gslb_twisted.supervisor import (
+    CHILD_TOPOLOGY,
     ControlProtocol,
     CoreMonitor,
     SharedSockets,
@@ -157,14 +165,18 @@ def makeService(options: Options):
             def socketArguments():
                 return reuseArguments + shared.coreArguments()
 
-        extraFDs = shared.childFDs
     except OSError as e:
         raise SystemExit(f"twistd gslb: cannot listen: {e.strerror or e}") from None
+    # Validated once, here: every core (a respawned one too) inherits it.
+    compiled = writeCompiledTopology(topology)
+
+    def extraFDs() -> dict[int, int]:
+        return {CHILD_TOPOLOGY: compiled.fileno(), **shared.childFDs()}
 
     monitor = CoreMonitor(
         reactor,
         count,
-        coreCommand(options["config"], socketArguments, sys.executable),
+        coreCommand(options["config"], socketArguments, sys.executable, compiled=True),
         extraFDs=extraFDs,
         assignable=assignable,
         sites=[site.name for site in topology.sites],

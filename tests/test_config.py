@@ -16,11 +16,14 @@ import tomllib
 from twisted.trial.unittest import SynchronousTestCase
 
 from gslb_twisted.config import (
+    CompiledTopologyError,
     ConfigError,
     Topology,
     demoTopologyPath,
     loadTopology,
     parseTopology,
+    readCompiledTopology,
+    writeCompiledTopology,
 )
 
 PATH = "topo.toml"
@@ -944,3 +947,66 @@ class DecisionEngineKeyTests(ConfigTestCase):
         doc = minimal()
         doc["appliance"]["rrl"] = {"slip": 3}
         self.assertConfigError(doc, "[appliance] rrl", "responses_per_second", "responses per second")
+
+
+class CompiledTopologyTests(SynchronousTestCase):
+    """What a supervisor hands its cores: L{writeCompiledTopology}, L{readCompiledTopology}."""
+
+    def compiled(self, topology: Topology):
+        compiled = writeCompiledTopology(topology)
+        self.addCleanup(compiled.close)
+        return compiled
+
+    def test_roundTrip(self):
+        """The demo topology comes back equal, read-only maps and lookups included."""
+        topology = loadTopology(demoTopologyPath())
+        compiled = self.compiled(topology)
+        read = readCompiledTopology(compiled.fileno())
+        self.assertEqual(read, topology)
+        self.assertEqual(dict(read.serviceByName), dict(topology.serviceByName))
+        self.assertEqual(set(read.tableByName), set(topology.tableByName))
+        with self.assertRaises(TypeError):
+            read.siteByName["elsewhere"] = None
+        site = read.sites[0]
+        self.assertEqual(read.metricsOf(site), topology.metricsOf(topology.sites[0]))
+
+    def test_offsetUntouched(self):
+        """Every core reads the one descriptor: reading neither needs nor moves its offset."""
+        compiled = self.compiled(parseTopology(minimal(), PATH))
+        compiled.seek(3)
+        readCompiledTopology(compiled.fileno())
+        readCompiledTopology(compiled.fileno())
+        self.assertEqual(os.lseek(compiled.fileno(), 0, os.SEEK_CUR), 3)
+
+    def test_notCompiled(self):
+        """A descriptor holding anything else is refused (the core reads the file instead)."""
+        path = self.mktemp()
+        with open(path, "wb") as f:
+            f.write(b"[appliance]\n")
+        with open(path, "rb") as f:
+            error = self.assertRaises(CompiledTopologyError, readCompiledTopology, f.fileno())
+        self.assertIn("no compiled topology of this version", str(error))
+
+    def test_otherModel(self):
+        """Written by a model of another shape (code upgraded under a running supervisor): refused."""
+        compiled = self.compiled(parseTopology(minimal(), PATH))
+        compiled.seek(0)
+        data = bytearray(compiled.read())
+        data[len(b"gslb-twisted compiled topology 1 ")] ^= 1
+        path = self.mktemp()
+        with open(path, "wb") as f:
+            f.write(data)
+        with open(path, "rb") as f:
+            self.assertRaises(CompiledTopologyError, readCompiledTopology, f.fileno())
+
+    def test_truncated(self):
+        compiled = self.compiled(parseTopology(minimal(), PATH))
+        compiled.truncate(os.fstat(compiled.fileno()).st_size // 2)
+        error = self.assertRaises(CompiledTopologyError, readCompiledTopology, compiled.fileno())
+        self.assertIn(f"descriptor {compiled.fileno()}", str(error))
+
+    def test_badDescriptor(self):
+        compiled = self.compiled(parseTopology(minimal(), PATH))
+        fd = os.dup(compiled.fileno())
+        os.close(fd)
+        self.assertRaises(CompiledTopologyError, readCompiledTopology, fd)

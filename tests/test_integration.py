@@ -85,6 +85,28 @@ class ApplianceTests(TestCase):
         appliance.assertCleanExit()
         await appliance.assertNothingLeft()
 
+    async def test_respawnedCoreRunsTheTopologyItsPeersRun(self):
+        """
+        The supervisor hands its cores the topology it validated at start:
+        a core respawned after the file was edited (here: broken) still
+        comes up, serving what its peer serves, not what the file says now.
+        """
+        appliance = await self._started()
+        victim = (await appliance.console("show cores"))[0]["pid"]
+        with open(appliance.config, "a") as f:
+            f.write("\n[[vserver]\nthis is no longer TOML\n")
+        os.kill(victim, signal.SIGKILL)
+
+        async def respawned():
+            core0 = (await appliance.console("show cores"))[0]
+            return core0.get("pid") not in (None, victim) and core0["state"] == "up"
+
+        await poll(respawned, what="core 0 back with a new pid")
+        self.assertEqual((await appliance.console("show cores"))[0]["restarts"], 1)
+        explained = await appliance.console("resolve www.test.gslb --core 0")
+        self.assertIn(explained["answer"][0], {"192.0.2.10", "198.51.100.10"})
+        self.assertNotIn("instead", appliance.output)
+
     async def test_killedSupervisorLeavesNoCoreBehind(self):
         appliance = await self._started()
         cores = await appliance.console("show cores")

@@ -5,6 +5,7 @@ spawned by the supervisor, never by hand.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -14,7 +15,7 @@ from twisted.logger import Logger, globalLogBeginner
 from twisted.python import usage
 from twisted.python.failure import Failure
 
-from gslb_twisted.config import ConfigError, loadTopology
+from gslb_twisted.config import CompiledTopologyError, ConfigError, loadTopology, readCompiledTopology
 from gslb_twisted.core.gslb import CoreGSLB, mepClientTLS
 from gslb_twisted.core.service import CoreService, DNSSocket, SupervisorLink
 from gslb_twisted.dns.authority import Authority
@@ -28,6 +29,7 @@ class CoreOptions(usage.Options):
     optParameters = [
         ["core", None, None, "This core's id.", int],
         ["config", None, None, "The topology file."],
+        ["topology-fd", None, None, "The topology the supervisor compiled, at this descriptor.", int],
     ]
 
     def __init__(self) -> None:
@@ -68,11 +70,21 @@ def main(argv: list[str]) -> int:
     except usage.UsageError as e:
         sys.stderr.write(f"gslb core: {e}\n")
         return 2
-    try:
-        topology = loadTopology(options["config"])
-    except ConfigError as e:
-        sys.stderr.write(f"gslb core {options['core']}: {e}\n")
-        return 1
+    topology = None
+    if options["topology-fd"] is not None:
+        try:
+            topology = readCompiledTopology(options["topology-fd"])
+        except CompiledTopologyError as e:
+            sys.stderr.write(f"gslb core {options['core']}: {e}; reading {options['config']} instead\n")
+        finally:
+            with contextlib.suppress(OSError):
+                os.close(options["topology-fd"])
+    if topology is None:
+        try:
+            topology = loadTopology(options["config"])
+        except ConfigError as e:
+            sys.stderr.write(f"gslb core {options['core']}: {e}\n")
+            return 1
 
     from twisted.internet import reactor
 
