@@ -289,7 +289,7 @@ class LeastMetricPlanTests(SynchronousTestCase):
         reportAll(table, {"east-a": up(response_time=12.5), "west-a": up(response_time=3)})
         result = plan(t, table)
         self.assertEqual(result.sets, (("west-a",),))
-        self.assertEqual(result.loads, {"east-a": {"response_time": 12.5}, "west-a": {"response_time": 3.0}})
+        self.assertEqual((result.loadMetric, result.loads), ("response_time", {"east-a": 12.5, "west-a": 3.0}))
 
 
 CUSTOM = (
@@ -316,9 +316,10 @@ class CustomLoadPlanTests(SynchronousTestCase):
                                "west-a": up(connections=800, response_time=50)})
         result = plan(self.t, self.table)
         self.assertEqual(result.sets, (("east-a",),))
-        self.assertAlmostEqual(result.loads["east-a"]["load"], 0.3)
-        self.assertAlmostEqual(result.loads["east-b"]["load"], 0.4)
-        self.assertAlmostEqual(result.loads["west-a"]["load"], 1 / 3)
+        self.assertAlmostEqual(result.loads["east-a"], 0.3)
+        self.assertAlmostEqual(result.loads["east-b"], 0.4)
+        self.assertEqual(result.loadMetric, "load")
+        self.assertAlmostEqual(result.loads["west-a"], 1 / 3)
 
     def test_equalWeightsByDefault(self):
         """No weights: east-a (0.2 + 0.8)/2 = 0.5 loses to east-b (0.5 + 0.2)/2 = 0.35."""
@@ -326,8 +327,8 @@ class CustomLoadPlanTests(SynchronousTestCase):
                                "west-a": up(connections=90, load=45)})
         result = plan(self.t, self.table, "plain")
         self.assertEqual(result.sets, (("east-b",),))
-        self.assertAlmostEqual(result.loads["east-a"]["load"], 0.5)
-        self.assertAlmostEqual(result.loads["west-a"]["load"], 0.9)
+        self.assertAlmostEqual(result.loads["east-a"], 0.5)
+        self.assertAlmostEqual(result.loads["west-a"], 0.9)
 
     def test_overAnyThresholdExcluded(self):
         """east-a has the lowest load but 950 connections > 900."""

@@ -95,7 +95,9 @@ class Plan:
         (its per-query fallback); empty with C{response} set.
     @ivar response: None, or EMPTY / SERVFAIL when no address is given.
     @ivar excluded: (service, reason) of bound services not answered.
-    @ivar loads: per candidate, what the method ranked it by (explain).
+    @ivar loads: per candidate, what the method ranked it by (explain):
+        service -> value of metric C{loadMetric} (one flat map: a plan per
+        vserver and family is kept for every vserver).
     @ivar spill: the asked vserver's spillover reading, if it has one.
     @ivar persistence: the asked vserver's persistence type.
     """
@@ -113,7 +115,8 @@ class Plan:
     candidates: tuple[Candidate, ...] = ()
     everyone: tuple[Candidate, ...] = ()
     excluded: tuple[tuple[str, str], ...] = field(default=())
-    loads: Mapping[str, Mapping[str, object]] = field(default_factory=dict)
+    loads: Mapping[str, object] = field(default_factory=dict)
+    loadMetric: Optional[str] = None
     backupMethod: str = "ROUNDROBIN"
     spill: Optional[Spill] = None
     persistence: str = "NONE"
@@ -327,22 +330,24 @@ def spillover(vserver: VServer, topology: Topology, table: MetricTable, disabled
     return Spill(config.method, threshold, value, spilled)
 
 
-def rankedSets(method: str, vserver: VServer, up: list[Candidate]) -> tuple[tuple[tuple[str, ...], ...], dict]:
+def rankedSets(
+    method: str, vserver: VServer, up: list[Candidate]
+) -> tuple[tuple[tuple[str, ...], ...], Optional[str], dict]:
     """
     The answer sets of a method that does not depend on the client, and
-    what it ranked each candidate by.
+    what it ranked each candidate by: the metric, and service -> value.
     """
     answers = vserver.answers
     if method in LEAST_METRIC:
         metric = LEAST_METRIC[method]
-        loads = {c.service: {metric: metricValue(c, metric)} for c in up}
-        return groupSets(leastMetricGroups(up, metric), answers), loads
+        loads = {c.service: metricValue(c, metric) for c in up}
+        return groupSets(leastMetricGroups(up, metric), answers), metric, loads
     if method == "CUSTOMLOAD":
-        loads = {c.service: {"load": customLoad(c, vserver.custom_load)} for c in up}
-        return groupSets(customLoadGroups(up, vserver.custom_load), answers), loads
+        loads = {c.service: customLoad(c, vserver.custom_load) for c in up}
+        return groupSets(customLoadGroups(up, vserver.custom_load), answers), "load", loads
     if method in STATIC_METHODS:
-        return staticSets(up, answers), {}
-    return roundRobinSets(up, answers), {}
+        return staticSets(up, answers), None, {}
+    return roundRobinSets(up, answers), None, {}
 
 
 def _nonClient(method: str) -> str:
@@ -397,6 +402,7 @@ def planVServer(
             fallback=backup.fallback, fallbackReason=backup.fallbackReason, source=BACKUP_VSERVER,
             answering=backup.answering, candidates=backup.candidates, everyone=tuple(everyone),
             excluded=tuple(excluded) + tuple((c.service, why) for c in up), loads=backup.loads,
+            loadMetric=backup.loadMetric,
             backupMethod=backup.backupMethod, spill=spill, persistence=vserver.persistence, config=backup.config,
             askedConfig=vserver, pool=backup.pool,
         )
@@ -439,14 +445,15 @@ def planVServer(
                 backupMethod = vserver.backup_lb_method
                 if backupMethod == method or backupMethod not in ("SOURCEIPHASH", "STATICPROXIMITY"):
                     backupMethod = _nonClient(backupMethod)
-                sets, loads = rankedSets(_nonClient(backupMethod), vserver, up)
+                sets, loadMetric, loads = rankedSets(_nonClient(backupMethod), vserver, up)
                 if method == "RTT":
-                    loads = {c.service: {"site_rtt_ms": _siteRTT(table, c.site)} for c in up}
+                    loadMetric = "site_rtt_ms"
+                    loads = {c.service: _siteRTT(table, c.site) for c in up}
             else:
-                sets, loads = rankedSets(method, vserver, up)
+                sets, loadMetric, loads = rankedSets(method, vserver, up)
             return Plan(
                 method=method, sets=sets, fallback=fallback, fallbackReason=reason, candidates=tuple(up),
-                excluded=tuple(excluded), loads=loads, backupMethod=backupMethod, **common,
+                excluded=tuple(excluded), loads=loads, loadMetric=loadMetric, backupMethod=backupMethod, **common,
             )
     backup = fromBackup("excluded")
     if backup is not None:

@@ -96,7 +96,8 @@ def explainQuery(gslb, name: str, qtype: str, client: str) -> dict:
             }
             metrics = candidate.metrics or {}
             row.update({key: metrics.get(key) for key in METRIC_KEYS})
-            row.update(plan.loads.get(candidate.service, {}))
+            if plan.loadMetric is not None and candidate.service in plan.loads:
+                row[plan.loadMetric] = plan.loads[candidate.service]
             if "distance_km" in details:
                 row["distance_km"] = details["distance_km"].get(candidate.service)
             if "rtt_ms" in details:
