@@ -390,6 +390,14 @@ class Topology:
     tableByName: Mapping[str, MetricTable] = field(compare=False, repr=False, default_factory=dict)
     _sourceMetrics: dict = field(compare=False, repr=False, default_factory=dict)
 
+    def usesTLS(self) -> bool:
+        """Whether a core may need TLS: MEP over TLS, or an HTTPS monitor."""
+        return self.appliance.mep_tls or any(
+            service.monitor is not None
+            and (service.monitor.type == "https" or (service.monitor.url or "").lower().startswith("https:"))
+            for service in self.services
+        )
+
     def metricTableOf(self, site: Site) -> Optional[MetricTable]:
         """The metric table an SNMP site is polled with (C{None} for MEP)."""
         if site.snmp is None or site.protocol != "snmp":

@@ -10,8 +10,9 @@ snapshots and deltas only from the master it knows, in sequence.
 from __future__ import annotations
 
 import copy
+import time
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Optional
+from typing import Any, Callable, Iterable, Mapping, Optional
 
 UP = "UP"
 DOWN = "DOWN"
@@ -86,6 +87,10 @@ class SiteMetrics:
     # poll), with when they were last reported: service -> metric -> time.
     # Every other value is as fresh as updatedAt.
     lagging: dict[str, dict[str, float]] = field(default_factory=dict)
+    # When this core took the current version (time.monotonic, the same
+    # clock in every process of the machine): propagation is measured from
+    # it (benchmarks.propagation), exactly, not by polling.
+    appliedAt: Optional[float] = None
 
     def ageOf(self, service: str, metric: str, now: float) -> Optional[float]:
         """How old one value is (seconds), C{None} if never reported."""
@@ -128,8 +133,9 @@ class MetricTable:
     @ivar gaps: deltas that did not follow on from our seq.
     """
 
-    def __init__(self, sites: Iterable[str]) -> None:
+    def __init__(self, sites: Iterable[str], clock: Callable[[], float] = time.monotonic) -> None:
         self.sites: dict[str, SiteMetrics] = {name: SiteMetrics(name) for name in sites}
+        self.clock = clock
         self.staleRejected = 0
         self.gaps = 0
 
@@ -203,6 +209,7 @@ class MetricTable:
             return None
         baseSeq = metrics.seq
         metrics.seq += 1
+        metrics.appliedAt = self.clock()
         return {
             "site": site,
             "epoch": metrics.epoch,
@@ -234,6 +241,7 @@ class MetricTable:
         metrics.updatedAt = snapshot.get("updated_at")
         metrics.lagging = copy.deepcopy(snapshot.get("lagging") or {})
         metrics.hasSnapshot = True
+        metrics.appliedAt = self.clock()
         return True
 
     def applyDelta(self, delta: Mapping[str, Any], master: Optional[tuple[int, int]], sender: int) -> str:
@@ -259,6 +267,7 @@ class MetricTable:
             metrics.lagging = copy.deepcopy(change["lagging"])
         metrics.seq = delta["seq"]
         metrics.updatedAt = delta.get("updated_at", metrics.updatedAt)
+        metrics.appliedAt = self.clock()
         return APPLIED
 
     def touch(self, fresh: Mapping[str, Any], master: Optional[tuple[int, int]], sender: int) -> bool:

@@ -279,20 +279,60 @@ services = ["lab-web", "spare-web"]
 """
 
 
+def loadsPyOpenSSL(pid: int) -> bool:
+    """Whether process C{pid} has pyOpenSSL's cryptography bindings mapped."""
+    with open(f"/proc/{pid}/maps") as f:
+        return "cryptography" in f.read()
+
+
 class MonitorTests(TestCase):
     timeout = 120
 
-    def _listen(self, port: int):
-        from twisted.internet import reactor
+    def _listen(self, port: int, tls: bool = False):
+        from twisted.internet import reactor, ssl
         from twisted.web.resource import Resource
         from twisted.web.server import Site
         from twisted.web.static import Data
 
         root = Resource()
         root.putChild(b"health", Data(b"ok", "text/plain"))
-        listening = reactor.listenTCP(port, Site(root), interface="127.0.0.1")
+        if tls:
+            import twisted.test
+
+            pem = os.path.join(os.path.dirname(twisted.test.__file__), "server.pem")
+            context = ssl.DefaultOpenSSLContextFactory(pem, pem)
+            listening = reactor.listenSSL(port, Site(root), context, interface="127.0.0.1")
+        else:
+            listening = reactor.listenTCP(port, Site(root), interface="127.0.0.1")
         self.addCleanup(listening.stopListening)
         return listening
+
+    async def test_httpsMonitorInACore(self):
+        """
+        An HTTPS monitor (self-signed backend, not verified, as NetScaler's
+        secure monitors) works in a real core; a core whose topology uses
+        no TLS does not load pyOpenSSL at all (12 MiB of each core).
+        """
+        port = freePort()
+        self._listen(port, tls=True)
+        topology = MONITORED.replace('type = "http", url = "http:', 'type = "https", url = "https:')
+        appliance = Appliance(self, topology.replace("HTTP_PORT", str(port)))
+        appliance.start()
+        await appliance.waitUntilServing()
+
+        async def serviceUp():
+            rows = await appliance.console("show gslb service lab-web")
+            return rows[0]["state"] == "UP"
+
+        await poll(serviceUp, what="lab-web UP by its HTTPS monitor")
+        cores = await appliance.console("show cores")
+        self.assertTrue(all(loadsPyOpenSSL(c["pid"]) for c in cores))
+
+        plain = Appliance(self, MONITORED.replace("HTTP_PORT", str(freePort())))
+        plain.start()
+        await plain.waitUntilServing()
+        cores = await plain.console("show cores")
+        self.assertEqual([loadsPyOpenSSL(c["pid"]) for c in cores], [False, False])
 
     async def test_httpMonitorOnMasterCoreDecidesServiceState(self):
         port = freePort()

@@ -299,6 +299,45 @@ class LaggingValueTests(SynchronousTestCase):
         self.assertIsNone(self.master.recordAsMaster("legacy", services={"web": {"cpu": 10.0}}, lagging={"web": {"m": 1.0}}, now=2.0))
 
 
+class AppliedAtTests(SynchronousTestCase):
+    """
+    Each core notes when it took a site's current version (the exact
+    propagation figure of benchmarks.propagation): the master when its
+    version moves, the others when a snapshot or delta applies.
+    """
+
+    def setUp(self) -> None:
+        self.now = 10.0
+        clock = lambda: self.now  # noqa: E731
+        self.master = MetricTable(["east"], clock=clock)
+        self.master.beginEpoch("east", 1)
+        self.follower = MetricTable(["east"], clock=clock)
+
+    def test_master(self) -> None:
+        self.master.recordAsMaster("east", state=UP, services={"web": {"connections": 1}})
+        self.assertEqual(self.master["east"].appliedAt, 10.0)
+        self.now = 11.0
+        # Nothing new: the version, and so its time, stay.
+        self.assertIsNone(self.master.recordAsMaster("east", services={"web": {"connections": 1}}))
+        self.assertEqual(self.master["east"].appliedAt, 10.0)
+        self.master.recordAsMaster("east", services={"web": {"connections": 2}})
+        self.assertEqual(self.master["east"].appliedAt, 11.0)
+
+    def test_follower(self) -> None:
+        self.master.recordAsMaster("east", state=UP, services={"web": {"connections": 1}})
+        self.now = 12.0
+        self.follower.applySnapshot(snapshotOf(self.master, "east"), (0, 1), 0)
+        self.assertEqual(self.follower["east"].appliedAt, 12.0)
+        delta = self.master.recordAsMaster("east", services={"web": {"connections": 2}})
+        self.now = 13.0
+        self.assertEqual(self.follower.applyDelta(delta, (0, 1), 0), APPLIED)
+        self.assertEqual(self.follower["east"].appliedAt, 13.0)
+        self.now = 14.0
+        # From a core that is not the master: not taken, time unchanged.
+        self.assertEqual(self.follower.applyDelta(delta, (0, 1), 2), STALE)
+        self.assertEqual(self.follower["east"].appliedAt, 13.0)
+
+
 class MetricTableFollowerTests(SynchronousTestCase):
     """L{MetricTable.applySnapshot} and L{MetricTable.applyDelta} on the other cores."""
 

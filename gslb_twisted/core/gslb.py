@@ -69,6 +69,17 @@ RCODE_NAMES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOT
 QTYPE_NAMES = {1: "A", 2: "NS", 5: "CNAME", 6: "SOA", 12: "PTR", 15: "MX", 16: "TXT", 28: "AAAA", 33: "SRV", 255: "ANY"}
 
 
+def _countingChoosers(chooser) -> tuple:
+    """The choosers of a chain that keep counts (persistence hits, fallbacks)."""
+    counting = []
+    inner = chooser
+    while inner is not None:
+        if (hasattr(inner, "hits") and hasattr(inner, "misses")) or hasattr(inner, "fallbacks"):
+            counting.append(inner)
+        inner = getattr(inner, "inner", None) or getattr(inner, "fallback", None)
+    return tuple(counting)
+
+
 def mepClientTLS(topology: Topology):
     """
     With C{mep_tls}, how to wrap a MEP client endpoint: TLS verifying that
@@ -1022,7 +1033,7 @@ class CoreGSLB:
             book = self.authority.book(vserver.name, rdtype)
             chooser = buildChooser(plan, self.choice, book.indexOf)
             self.authority.setChooser(vserver.name, rdtype, chooser, failure)
-            self._planTally[key] = (plan, chooser, book, book.totalHits())
+            self._planTally[key] = (plan, chooser, book, book.totalHits(), _countingChoosers(chooser))
             self._planKeys[key] = planKey
         # Only once applied: what resolve explains is what answers.
         self.plans[key] = plan
@@ -1044,10 +1055,12 @@ class CoreGSLB:
         tally = self._planTally.get((vserver, rdtype))
         if tally is None:
             return
-        plan, chooser, book, base = tally
+        plan, chooser, book, base, counting = tally
         total = book.totalHits()
-        self._planTally[(vserver, rdtype)] = (plan, chooser, book, total)
         answered = total - base
+        if not answered and not counting:
+            return  # (most plans of a large topology, most rounds)
+        self._planTally[(vserver, rdtype)] = (plan, chooser, book, total, counting)
         retired = self._retired
         if answered:
             if plan.fallback:
@@ -1059,8 +1072,7 @@ class CoreGSLB:
             elif plan.source == "down_response":
                 self._count(retired, "vserver", vserver, "down_responses", answered)
         # Counts kept by choosers: taken whole, then zeroed.
-        inner = chooser
-        while inner is not None:
+        for inner in counting:
             if hasattr(inner, "hits") and hasattr(inner, "misses"):
                 self._count(retired, "vserver", vserver, "persistence_hits", inner.hits)
                 self._count(retired, "vserver", vserver, "persistence_misses", inner.misses)
@@ -1068,7 +1080,6 @@ class CoreGSLB:
             if getattr(inner, "fallbacks", 0):
                 self._count(retired, "vserver", vserver, "backup_method_hits", inner.fallbacks)
                 inner.fallbacks = 0
-            inner = getattr(inner, "inner", None) or getattr(inner, "fallback", None)
 
     def statsView(self) -> dict:
         """
@@ -1419,6 +1430,9 @@ class CoreGSLB:
                 "source": source,
                 "table": config.snmp.table if config.protocol == "snmp" else None,
                 "metrics_age": None if metrics.updatedAt is None else round(now - metrics.updatedAt, 3),
+                # When this core took this version, on the machine's
+                # monotonic clock (for measuring propagation).
+                "applied_monotonic": metrics.appliedAt,
                 "services": rows,
             }
         raise KeyError(what)

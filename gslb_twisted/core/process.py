@@ -10,17 +10,13 @@ import os
 import signal
 import sys
 
-from twisted.internet.stdio import StandardIO
-from twisted.logger import Logger, globalLogBeginner
+from twisted.logger import Logger
 from twisted.python import usage
-from twisted.python.failure import Failure
 
-from gslb_twisted.config import CompiledTopologyError, ConfigError, loadTopology, readCompiledTopology
-from gslb_twisted.core.gslb import CoreGSLB, mepClientTLS
-from gslb_twisted.core.service import CoreService, DNSSocket, SupervisorLink
-from gslb_twisted.dns.authority import Authority
-from gslb_twisted.logs import CoreLogForwarder
-from gslb_twisted.supervisor import CHILD_AMP_IN, CHILD_AMP_OUT
+from gslb_twisted.config import CompiledTopologyError, ConfigError, Topology, loadTopology, readCompiledTopology
+
+# Nothing here imports twisted.internet.tcp (nor the reactor) before the
+# topology is read: see withoutTLS.
 
 log = Logger()
 
@@ -34,29 +30,22 @@ class CoreOptions(usage.Options):
 
     def __init__(self) -> None:
         super().__init__()
-        self["sockets"] = []
-        self["mep"] = None
+        # (option, spec) as given: made DNSSockets once the TLS question is
+        # settled (gslb_twisted.core.service imports the reactor's TCP).
+        self["socketSpecs"] = []
+        self["mepSpec"] = None
 
     def opt_inherit(self, spec: str) -> None:
         """A DNS socket inherited as a descriptor: TRANSPORT:FD:FAMILY."""
-        try:
-            self["sockets"].append(DNSSocket.inherited(spec))
-        except ValueError:
-            raise usage.UsageError(f"--inherit {spec!r}: expected TRANSPORT:FD:FAMILY") from None
+        self["socketSpecs"].append(("inherit", spec))
 
     def opt_inherit_mep(self, spec: str) -> None:
         """The MEP listening socket, inherited: tcp:FD:FAMILY."""
-        try:
-            self["mep"] = DNSSocket.inherited(spec)
-        except ValueError:
-            raise usage.UsageError(f"--inherit-mep {spec!r}: expected tcp:FD:FAMILY") from None
+        self["mepSpec"] = spec
 
     def opt_reuseport(self, spec: str) -> None:
         """A DNS socket to bind with SO_REUSEPORT: TRANSPORT:PORT:ADDRESS."""
-        try:
-            self["sockets"].append(DNSSocket.reusePort(spec))
-        except ValueError:
-            raise usage.UsageError(f"--reuseport {spec!r}: expected TRANSPORT:PORT:ADDRESS") from None
+        self["socketSpecs"].append(("reuseport", spec))
 
     def postOptions(self) -> None:
         if self["core"] is None or self["config"] is None:
@@ -86,7 +75,52 @@ def main(argv: list[str]) -> int:
             sys.stderr.write(f"gslb core {options['core']}: {e}\n")
             return 1
 
+    if not topology.usesTLS():
+        withoutTLS()
+    return serve(options, topology)
+
+
+def withoutTLS() -> None:
+    """
+    Run as if pyOpenSSL were not installed.  Twisted's TCP transport imports
+    it (and cryptography) whenever it can, for startTLS: 12 MiB of every
+    core, which a core whose topology has no MEP TLS and no HTTPS monitor
+    never uses.  (A None in sys.modules makes an import fail, as Python
+    documents; Twisted treats TLS as optional.)  Must run before anything
+    imports twisted.internet.tcp.
+    """
+    if "twisted.internet.tcp" not in sys.modules:
+        sys.modules.setdefault("OpenSSL", None)
+
+
+def serve(options: CoreOptions, topology: Topology) -> int:
+    """Serve C{topology} as core C{options["core"]} until the supervisor goes."""
     from twisted.internet import reactor
+    from twisted.internet.stdio import StandardIO
+    from twisted.logger import globalLogBeginner
+    from twisted.python.failure import Failure
+
+    from gslb_twisted.core.gslb import CoreGSLB, mepClientTLS
+    from gslb_twisted.core.service import CoreService, DNSSocket, SupervisorLink
+    from gslb_twisted.dns.authority import Authority
+    from gslb_twisted.logs import CoreLogForwarder
+    from gslb_twisted.supervisor import CHILD_AMP_IN, CHILD_AMP_OUT
+
+    sockets = []
+    for kind, spec in options["socketSpecs"]:
+        try:
+            sockets.append(DNSSocket.inherited(spec) if kind == "inherit" else DNSSocket.reusePort(spec))
+        except ValueError:
+            expected = "TRANSPORT:FD:FAMILY" if kind == "inherit" else "TRANSPORT:PORT:ADDRESS"
+            sys.stderr.write(f"gslb core: --{kind} {spec!r}: expected {expected}\n")
+            return 2
+    mep = None
+    if options["mepSpec"] is not None:
+        try:
+            mep = DNSSocket.inherited(options["mepSpec"])
+        except ValueError:
+            sys.stderr.write(f"gslb core: --inherit-mep {options['mepSpec']!r}: expected tcp:FD:FAMILY\n")
+            return 2
 
     forwarder = CoreLogForwarder()
     globalLogBeginner.beginLoggingTo([forwarder], redirectStandardIO=False)
@@ -97,8 +131,8 @@ def main(argv: list[str]) -> int:
         reactor,
         options["core"],
         authority,
-        options["sockets"],
-        options["mep"],
+        sockets,
+        mep,
         gslbFactory=lambda service: CoreGSLB(
             reactor,
             options["core"],

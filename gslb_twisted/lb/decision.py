@@ -144,8 +144,11 @@ def serviceState(
     """
     if service.name in disabled:
         return "OUT OF SERVICE", "disabled"
-    site = topology.siteByName[service.site]
-    metrics = table[service.site]
+    return _serviceState(service, topology.siteByName[service.site], table[service.site])
+
+
+def _serviceState(service: Service, site, metrics) -> tuple[str, str]:
+    """L{serviceState} of a service not disabled, its site and metrics at hand."""
     reported = metrics.services.get(service.name) or {}
     monitorState = reported.get("monitor")
     mepUp = site.metric_exchange and metrics.state == UP
@@ -203,24 +206,36 @@ def candidatesOf(
     families with C{family} None), in binding order.
     """
     up, everyone, excluded = [], [], []
+    # A vserver's services mostly share a few sites: look each up once.
+    sites: dict = {}
+    serviceByName = topology.serviceByName
     for binding in vserver.services:
-        service = topology.serviceByName[binding.name]
+        service = serviceByName[binding.name]
         if family is not None and service.family != family:
             continue
-        location, provides, ceilings = _siteStatic(topology, service.site, locations)
+        known = sites.get(service.site)
+        if known is None:
+            known = sites[service.site] = (
+                topology.siteByName[service.site], table[service.site],
+                _siteStatic(topology, service.site, locations),
+            )
+        site, metrics, (location, provides, ceilings) = known
         candidate = Candidate(
             service.name,
             service.ip,
             service.site,
             binding.weight,
-            table[service.site].services.get(service.name),
+            metrics.services.get(service.name),
             service.max_clients,
             location,
             provides,
             ceilings,
         )
         everyone.append(candidate)
-        state, reason = serviceState(service, topology, table, disabled)
+        if service.name in disabled:
+            excluded.append((service.name, "disabled"))
+            continue
+        state, reason = _serviceState(service, site, metrics)
         if state == UP:
             up.append(candidate)
         else:
@@ -341,7 +356,7 @@ def rankedSets(
     if method in LEAST_METRIC:
         metric = LEAST_METRIC[method]
         loads = {c.service: metricValue(c, metric) for c in up}
-        return groupSets(leastMetricGroups(up, metric), answers), metric, loads
+        return groupSets(leastMetricGroups(up, metric, loads), answers), metric, loads
     if method == "CUSTOMLOAD":
         loads = {c.service: customLoad(c, vserver.custom_load) for c in up}
         return groupSets(customLoadGroups(up, vserver.custom_load), answers), "load", loads

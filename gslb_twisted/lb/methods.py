@@ -14,6 +14,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 import math
+import operator
 from typing import Callable, Iterable, Mapping, NamedTuple, Optional, Sequence
 
 from gslb_twisted.lb.locations import greatCircleKm
@@ -76,16 +77,19 @@ def metricValue(candidate: Candidate, metric: str) -> Optional[float]:
     return float(raw)
 
 
+_first = operator.itemgetter(0)
+
+
 def rankGroups(candidates: Sequence[Candidate], value: Callable[[Candidate], float]) -> Groups:
     """
     C{candidates} grouped by equal C{value}, lowest first; binding order
     inside a group (a stable sort).
     """
-    ranked = sorted(candidates, key=value)
+    # Each value computed once (a stable sort on it alone keeps binding order).
+    ranked = sorted(((value(candidate), candidate) for candidate in candidates), key=_first)
     groups: Groups = []
     last = None
-    for candidate in ranked:
-        v = value(candidate)
+    for v, candidate in ranked:
         if groups and v == last:
             groups[-1].append(candidate)
         else:
@@ -145,15 +149,20 @@ def staticSets(candidates: Sequence[Candidate], answers: int) -> tuple[tuple[str
     return (tuple(c.service for c in candidates[:answers]),)
 
 
-def leastMetricGroups(candidates: Sequence[Candidate], metric: str) -> Groups:
+def leastMetricGroups(
+    candidates: Sequence[Candidate], metric: str, values: Optional[Mapping[str, Optional[float]]] = None
+) -> Groups:
     """
     LEAST* methods: lowest metric first.  With weights, as NetScaler does,
     the metric counts in proportion to 1/weight (a service of weight 2
     takes twice the connections before it ranks with one of weight 1).
+
+    @param values: each candidate's L{metricValue}, by service, when the
+        caller has them already.
     """
 
     def value(candidate: Candidate) -> float:
-        raw = metricValue(candidate, metric)
+        raw = metricValue(candidate, metric) if values is None else values[candidate.service]
         return math.inf if raw is None else raw / candidate.weight
 
     return rankGroups(candidates, value)

@@ -49,13 +49,11 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional, Sequence
 from urllib.parse import urlsplit
 
-from OpenSSL import SSL
 from twisted.internet import error
 from twisted.internet.defer import CancelledError, Deferred, TimeoutError, fail, succeed
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint, connectProtocol
 from twisted.internet.interfaces import IOpenSSLClientConnectionCreator, IReactorTime
 from twisted.internet.protocol import DatagramProtocol, Protocol
-from twisted.internet.ssl import CertificateOptions
 from twisted.names import dns
 from twisted.python.failure import Failure
 from twisted.web.client import Agent, HTTPConnectionPool
@@ -235,10 +233,16 @@ class _UnverifiedTLS:
     """
 
     def __init__(self, hostname: bytes) -> None:
+        # Imported here: a core whose topology uses no TLS never loads
+        # pyOpenSSL (see gslb_twisted.core.process).
+        from twisted.internet.ssl import CertificateOptions
+
         self._hostname = hostname
         self._context = CertificateOptions().getContext()  # verify=False
 
-    def clientConnectionForTLS(self, tlsProtocol: Any) -> SSL.Connection:
+    def clientConnectionForTLS(self, tlsProtocol: Any) -> "SSL.Connection":
+        from OpenSSL import SSL
+
         connection = SSL.Connection(self._context, None)
         connection.set_app_data(tlsProtocol)
         name = self._hostname.decode("ascii", "replace")
