@@ -1033,7 +1033,10 @@ class CoreGSLB:
             book = self.authority.book(vserver.name, rdtype)
             chooser = buildChooser(plan, self.choice, book.indexOf)
             self.authority.setChooser(vserver.name, rdtype, chooser, failure)
-            self._planTally[key] = (plan, chooser, book, book.totalHits(), _countingChoosers(chooser))
+            # What its answers count as, not the plan itself: self.plans
+            # holds the current one, and its candidates are many.
+            counts = (plan.fallback, plan.source, plan.spill is not None and plan.spill.spilled)
+            self._planTally[key] = (counts, book, book.totalHits(), _countingChoosers(chooser))
             self._planKeys[key] = planKey
         # Only once applied: what resolve explains is what answers.
         self.plans[key] = plan
@@ -1055,21 +1058,22 @@ class CoreGSLB:
         tally = self._planTally.get((vserver, rdtype))
         if tally is None:
             return
-        plan, chooser, book, base, counting = tally
+        counts, book, base, counting = tally
         total = book.totalHits()
         answered = total - base
         if not answered and not counting:
             return  # (most plans of a large topology, most rounds)
-        self._planTally[(vserver, rdtype)] = (plan, chooser, book, total, counting)
+        self._planTally[(vserver, rdtype)] = (counts, book, total, counting)
         retired = self._retired
         if answered:
-            if plan.fallback:
+            fallback, source, spilled = counts
+            if fallback:
                 self._count(retired, "vserver", vserver, "backup_method_hits", answered)
-            if plan.source == "backup_vserver":
+            if source == "backup_vserver":
                 self._count(retired, "vserver", vserver, "backup_vserver_hits", answered)
-                if plan.spill is not None and plan.spill.spilled:
+                if spilled:
                     self._count(retired, "vserver", vserver, "spillovers", answered)
-            elif plan.source == "down_response":
+            elif source == "down_response":
                 self._count(retired, "vserver", vserver, "down_responses", answered)
         # Counts kept by choosers: taken whole, then zeroed.
         for inner in counting:
