@@ -471,6 +471,24 @@ class InboundTests(GSLBTestCase):
         self.hubCalls[0][2].callback({"granted": True, "epoch": 7})
         self.assertEqual(self.gslb.table["east"].services["east-web"]["connections"], 99)
 
+    def test_grantedHandsTheServicesOver(self):
+        """
+        Once the session feeds the table, the handler keeps no second copy
+        of the site's services; later deltas and snapshots reach the table.
+        """
+        appliance, site, _, pump = self.inbound()
+        self.hubCalls[0][2].callback({"granted": True, "epoch": 7})
+        self.assertIsNone(appliance.handler.services)
+        site.sendDelta(2, 1, {"east-web": {"connections": 42}})
+        pump.flush()
+        self.assertEqual(self.gslb.table["east"].services["east-web"]["connections"], 42)
+        self.assertIsNone(appliance.handler.services)
+        site.sendSnapshot(3, {"east-web": dict(EAST_SERVICES["east-web"], connections=7)})
+        pump.flush()
+        self.assertEqual(set(self.gslb.table["east"].services), {"east-web"})
+        self.assertEqual(self.gslb.table["east"].services["east-web"]["connections"], 7)
+        self.assertIsNone(appliance.handler.services)
+
     def test_claimRefused(self):
         appliance, site, handler, pump = self.inbound()
         self.hubCalls[0][2].callback({"granted": False, "epoch": 0})
