@@ -21,6 +21,7 @@ from zope.interface.verify import verifyObject
 from gslb_twisted.config import parseTopology
 from gslb_twisted.core.gslb import (
     TOPIC_DELTA,
+    TOPIC_DELTAS,
     TOPIC_FRESH,
     TOPIC_PERSIST,
     TOPIC_PERSIST_REQUEST,
@@ -173,11 +174,23 @@ class GSLBTestCase(SynchronousTestCase):
 
     # -- helpers --------------------------------------------------------------
 
+    def endTurn(self):
+        """The end of the reactor turn: the deltas recorded during it go to the hub."""
+        self.clock.advance(0)
+
     def topics(self):
+        self.endTurn()
         return [topic for topic, _, _ in self.published]
 
     def deltas(self):
-        return [body for topic, body, _ in self.published if topic == TOPIC_DELTA]
+        self.endTurn()
+        deltas = []
+        for topic, body, _ in self.published:
+            if topic == TOPIC_DELTA:
+                deltas.append(body)
+            elif topic == TOPIC_DELTAS:
+                deltas.extend(body)
+        return deltas
 
     def siteSession(self, name, services, expectedPeer="gslb1", secret=SECRET):
         handler = SiteHandler(services)
@@ -222,6 +235,64 @@ class GSLBTestCase(SynchronousTestCase):
         return appliance, site, handler, pump
 
 
+class DeltaBatchTests(GSLBTestCase):
+    """
+    What a master records in one reactor turn (a burst of its sites'
+    updates) goes to the other cores as one hub message, in order; nothing
+    it publishes meanwhile overtakes it.
+    """
+
+    def test_oneTurnOneMessage(self):
+        appliance, site, handler, pump = self.masterWest()
+        self.endTurn()
+        del self.published[:]
+        for seq, connections in ((2, 11), (3, 12), (4, 13)):
+            site.sendDelta(seq, seq - 1, {"west-web": {"connections": connections}})
+        pump.flush(advanceClock=False)
+        self.assertEqual(self.published, [])  # not before the turn ends
+        self.endTurn()
+        self.assertEqual([topic for topic, _, _ in self.published], [TOPIC_DELTAS])
+        batch = self.published[0][1]
+        self.assertEqual([d["changes"]["services"]["west-web"]["connections"] for d in batch], [11, 12, 13])
+        self.assertEqual([d["base_seq"] + 1 for d in batch], [d["seq"] for d in batch])
+        self.assertEqual([d["seq"] for d in batch], list(range(batch[0]["seq"], batch[0]["seq"] + 3)))
+
+    def test_aSingleDeltaKeepsItsTopic(self):
+        appliance, site, handler, pump = self.masterWest()
+        self.endTurn()
+        del self.published[:]
+        site.sendDelta(2, 1, {"west-web": {"connections": 11}})
+        pump.flush()
+        self.assertEqual(self.topics(), [TOPIC_DELTA])
+
+    def test_nothingOvertakesQueuedDeltas(self):
+        """A snapshot asked for meanwhile leaves after the deltas it includes."""
+        appliance, site, handler, pump = self.masterWest()
+        self.endTurn()
+        del self.published[:]
+        site.sendDelta(2, 1, {"west-web": {"connections": 11}})
+        pump.flush()
+        self.gslb.delivered(2, TOPIC_SNAPSHOT_REQUEST, json.dumps({"site": "west"}).encode())
+        self.assertEqual([topic for topic, _, _ in self.published], [TOPIC_DELTA, TOPIC_SNAPSHOT])
+        self.assertEqual(self.published[1][1]["seq"], self.published[0][1]["seq"])
+        self.endTurn()
+        self.assertEqual(len(self.published), 2)
+
+    def test_batchApplied(self):
+        """Another core applies a batch delta by delta, as if they came one by one."""
+        self.gslb.masterChanged("west", 2, 5)
+        self.gslb.delivered(2, TOPIC_SNAPSHOT, snapshotBody(updatedAt=self.clock.seconds()))
+        batch = [json.loads(deltaBody(seq=5, baseSeq=4, changes={"services": {"west-web": {"connections": 20}}})),
+                 json.loads(deltaBody(seq=6, baseSeq=5, changes={"services": {"west-web": {"connections": 21}}}))]
+        self.gslb.delivered(2, TOPIC_DELTAS, json.dumps(batch).encode())
+        self.assertEqual(self.gslb.table["west"].version(), (5, 6))
+        self.assertEqual(self.gslb.table["west"].services["west-web"]["connections"], 21)
+        # One delta of a batch that does not follow on: a gap, and a snapshot asked for.
+        self.gslb.delivered(2, TOPIC_DELTAS, json.dumps([json.loads(deltaBody(seq=9, baseSeq=8))]).encode())
+        self.assertEqual(self.topics()[-1], TOPIC_SNAPSHOT_REQUEST)
+        self.assertEqual(self.gslb.table["west"].version(), (5, 6))
+
+
 class StaticSiteTests(GSLBTestCase):
     def test_assignedPublishesSnapshotThenDelta(self):
         self.gslb.assigned("fixed", 3)
@@ -256,6 +327,7 @@ class FreshnessTests(GSLBTestCase):
         cores so at most once per metrics_interval (1 s here).
         """
         self.gslb.assigned("fixed", 3)
+        self.endTurn()
         del self.published[:]
         self.clock.advance(0.5)
         self.gslb._record("fixed")
@@ -511,6 +583,7 @@ class InboundTests(GSLBTestCase):
         pump.flush()
         self.assertEqual(appliance.state, "closed")
         self.hubCalls[0][2].callback({"granted": True, "epoch": 7})
+        self.endTurn()
         self.assertEqual(self.gslb.view.master("east"), (CORE, 7))
         self.assertEqual(self.gslb.table["east"].state, DOWN)
         self.assertEqual(self.published[-1][1]["changes"], {"state": DOWN})
@@ -649,6 +722,7 @@ class NonMasterTests(GSLBTestCase):
 
     def test_snapshotRequestAnsweredOnlyByMaster(self):
         self.gslb.assigned("fixed", 1)
+        self.endTurn()
         self.published.clear()
         self.gslb.delivered(2, TOPIC_SNAPSHOT_REQUEST, json.dumps({"site": "fixed"}).encode())
         self.gslb.delivered(2, TOPIC_SNAPSHOT_REQUEST, json.dumps({"site": "west"}).encode())

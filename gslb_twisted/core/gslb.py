@@ -48,6 +48,10 @@ from gslb_twisted.protocol.commands import ClaimSite
 
 # Topics on the hub relay.
 TOPIC_DELTA = "metrics.delta"
+# Several deltas of one core, in the order it recorded them: what one
+# reactor turn of a master produced (a burst of site updates), in one hub
+# message instead of one each.
+TOPIC_DELTAS = "metrics.deltas"
 TOPIC_SNAPSHOT = "metrics.snapshot"
 TOPIC_SNAPSHOT_REQUEST = "metrics.snapshot-request"
 TOPIC_FRESH = "metrics.fresh"
@@ -305,7 +309,11 @@ class CoreGSLB:
         self.core = core
         self.topology = topology
         self.authority = authority
-        self.publish = publish
+        self._hubPublish = publish
+        # Deltas recorded this reactor turn, published together at its end
+        # (see publish: nothing overtakes them).
+        self._pendingDeltas: list = []
+        self._deltaFlush = None
         self.callHub = callHub
         self.secret = secret
         self.clientTLS = clientTLS
@@ -392,7 +400,7 @@ class CoreGSLB:
         self._retired: dict[str, int] = {}
         self.stats = statsProtocol.CoreStats(
             reactor, core, incarnation or f"{core}/{os.getpid()}", appliance.consolidation_interval,
-            self.countersNow, publish,
+            self.countersNow, self.publish,
         )
         self.stats.roundApplied = self._rateShares
         # Response rate limiting for the appliance as a whole (see dns/rrl).
@@ -432,6 +440,7 @@ class CoreGSLB:
             if loop.running:
                 loop.stop()
         self.stats.stop()
+        self._flushDeltas()
         for call in (self._replanCall, self._retry, self._syncDeadline, self._persistFlush, self._probeFlush):
             if call is not None and call.active():
                 call.cancel()
@@ -815,7 +824,7 @@ class CoreGSLB:
         self._refreshMonitors(site)
         now = self.reactor.seconds()
         if delta is not None:
-            self.publish(TOPIC_DELTA, json.dumps(delta).encode())
+            self._queueDelta(delta)
             self._published[site] = now
             if _affectsAnswers(delta["changes"]):
                 self.scheduleReplan(site, touchedMetrics(delta["changes"]))
@@ -878,16 +887,46 @@ class CoreGSLB:
     def _broadcastSnapshot(self, site: str, target: Optional[int] = None) -> None:
         self.publish(TOPIC_SNAPSHOT, json.dumps(self.table[site].snapshot()).encode(), target)
 
+    # --- the hub -------------------------------------------------------------------
+
+    def publish(self, topic: str, body: bytes, target: Optional[int] = None) -> None:
+        """Publish on the hub, after the deltas recorded so far (order per core holds)."""
+        if self._pendingDeltas:
+            self._flushDeltas()
+        self._hubPublish(topic, body, target)
+
+    def _queueDelta(self, delta: dict) -> None:
+        self._pendingDeltas.append(delta)
+        if self._deltaFlush is None:
+            self._deltaFlush = self.reactor.callLater(0, self._flushDeltas)
+
+    def _flushDeltas(self) -> None:
+        if self._deltaFlush is not None:
+            if self._deltaFlush.active():
+                self._deltaFlush.cancel()
+            self._deltaFlush = None
+        pending, self._pendingDeltas = self._pendingDeltas, []
+        if len(pending) == 1:
+            self._hubPublish(TOPIC_DELTA, json.dumps(pending[0]).encode(), None)
+        elif pending:
+            self._hubPublish(TOPIC_DELTAS, json.dumps(pending).encode(), None)
+
+    def _applyDelta(self, sender: int, delta: dict) -> None:
+        outcome = self.table.applyDelta(delta, self.view.master(delta["site"]), sender)
+        if outcome == GAP:
+            self.publish(TOPIC_SNAPSHOT_REQUEST, json.dumps({"site": delta["site"]}).encode(), sender)
+        elif outcome == APPLIED and _affectsAnswers(delta["changes"]):
+            self.scheduleReplan(delta["site"], touchedMetrics(delta["changes"]))
+
     def delivered(self, sender: int, topic: str, body: bytes) -> None:
         message = json.loads(body)
         if topic in statsProtocol.TOPICS:
             self.stats.delivered(sender, topic, message)
         elif topic == TOPIC_DELTA:
-            outcome = self.table.applyDelta(message, self.view.master(message["site"]), sender)
-            if outcome == GAP:
-                self.publish(TOPIC_SNAPSHOT_REQUEST, json.dumps({"site": message["site"]}).encode(), sender)
-            elif outcome == APPLIED and _affectsAnswers(message["changes"]):
-                self.scheduleReplan(message["site"], touchedMetrics(message["changes"]))
+            self._applyDelta(sender, message)
+        elif topic == TOPIC_DELTAS:
+            for delta in message:
+                self._applyDelta(sender, delta)
         elif topic == TOPIC_SNAPSHOT:
             site = message["site"]
             master = self.view.master(site)
