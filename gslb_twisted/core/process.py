@@ -6,6 +6,7 @@ spawned by the supervisor, never by hand.
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import signal
 import sys
@@ -78,6 +79,19 @@ def main(argv: list[str]) -> int:
     if not topology.usesTLS():
         withoutTLS()
     return serve(options, topology)
+
+
+def freezeLongLived() -> None:
+    """
+    Once serving, move everything allocated so far (modules, the topology,
+    the answer books, the first plans) out of the cyclic garbage collector's
+    reach: a full collection walked all of it, 65-70 ms of blocked reactor
+    with a core's state at 1,000 sites x 20 services (DNS answers and metric
+    propagation wait meanwhile).  These objects live as long as the core;
+    what is allocated later is still collected as usual.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def withoutTLS() -> None:
@@ -169,7 +183,9 @@ def serve(options: CoreOptions, topology: Topology) -> int:
             cannotStart(Failure())
             return
         if core.ready is not None:
-            core.ready.addErrback(cannotStart)
+            core.ready.addCallbacks(lambda _: freezeLongLived(), cannotStart)
+        else:
+            freezeLongLived()
 
     exitCode: list[int] = []
     reactor.callWhenRunning(start)
