@@ -70,15 +70,10 @@ from gslb_twisted.protocol.commands import (
     normaliseAddress,
     normaliseQType,
 )
+from gslb_twisted.protocol.descriptors import CHILD_AMP_IN, CHILD_AMP_OUT, CHILD_TOPOLOGY, FIRST_SOCKET_FD
 from gslb_twisted.respawn import RespawnPolicy
 from gslb_twisted.statistics import DNS, rate, statCoreRows, statDNS, statServiceRows, statVServerRows
 
-# The child's end of the AMP pipes.
-CHILD_AMP_IN = 3
-CHILD_AMP_OUT = 4
-# The compiled topology (gslb_twisted.config.writeCompiledTopology).
-CHILD_TOPOLOGY = 5
-FIRST_SOCKET_FD = 6
 
 # Seconds after start-up after which sites that dial in may go to any core,
 # even if some site still has no master.

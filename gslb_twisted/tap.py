@@ -24,8 +24,8 @@ from gslb_twisted.config import (
 )
 from gslb_twisted.mastership import hubAssigns
 from gslb_twisted.endpoints import DNSEndpoint, parseDNSEndpoint, unixPathProblem
+from gslb_twisted.protocol.descriptors import CHILD_TOPOLOGY
 from gslb_twisted.supervisor import (
-    CHILD_TOPOLOGY,
     ControlProtocol,
     CoreMonitor,
     SharedSockets,

@@ -43,7 +43,7 @@ from gslb_twisted.mastership import MastershipView, siteInitiates
 from gslb_twisted.mep.frames import ProtocolError, checkSessionEntry
 from gslb_twisted.mep.session import IMEPHandler, MEPSession
 from gslb_twisted.metrics import APPLIED, DOWN, GAP, UP, MetricTable
-from gslb_twisted.monitors import MonitorRunner, makeHTTPClient, monitorActive, probeFor
+from gslb_twisted.monitors.trigger import monitorActive
 from gslb_twisted.protocol.commands import ClaimSite
 
 # Topics on the hub relay.
@@ -360,7 +360,7 @@ class CoreGSLB:
         self._retry = None
         self.running = False
         # Appliance-side monitors running here, by service (masters only).
-        self.monitors: dict[str, MonitorRunner] = {}
+        self.monitors: dict[str, "MonitorRunner"] = {}
         self._httpClient = None
         # The SNMP engine, made when this core first masters an SNMP site.
         self.snmp = None
@@ -853,6 +853,10 @@ class CoreGSLB:
             active = site in self.mastered and monitorActive(service.monitor.trigger, mepUp, reported.get("state"))
             runner = self.monitors.get(service.name)
             if active and runner is None:
+                # Imported here: treq and twisted.web are several MiB of a
+                # core that runs no monitor.
+                from gslb_twisted.monitors import MonitorRunner, makeHTTPClient, probeFor
+
                 if self._httpClient is None:
                     self._httpClient = makeHTTPClient(self.reactor)
                 runner = MonitorRunner(

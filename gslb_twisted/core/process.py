@@ -118,7 +118,7 @@ def serve(options: CoreOptions, topology: Topology) -> int:
     from gslb_twisted.core.service import CoreService, DNSSocket, SupervisorLink
     from gslb_twisted.dns.authority import Authority
     from gslb_twisted.logs import CoreLogForwarder
-    from gslb_twisted.supervisor import CHILD_AMP_IN, CHILD_AMP_OUT
+    from gslb_twisted.protocol.descriptors import CHILD_AMP_IN, CHILD_AMP_OUT
 
     sockets = []
     for kind, spec in options["socketSpecs"]:

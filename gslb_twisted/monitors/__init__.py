@@ -10,19 +10,54 @@ C{[[service]]}), run by the master core of the service's site.
     resulting state of a GSLB service.
 """
 
-from .probes import (
-    DNSProbe,
-    HTTPProbe,
-    IProbe,
-    ProbeResult,
-    TCPProbe,
-    UDPProbe,
-    UnverifiedTLSPolicy,
-    makeHTTPClient,
-    probeFor,
-)
-from .runner import DEFAULT_RETRIES, DEFAULT_SUCCESS_RETRIES, Hysteresis, MonitorRunner, advance
-from .trigger import TRIGGERS, effectiveState, monitorActive
+import importlib
+from typing import TYPE_CHECKING
+
+# Each name from the submodule that defines it, imported when first asked
+# for: the decision engine needs only the trigger table, and a core that
+# runs no monitor never loads the probes' HTTP client (treq, twisted.web).
+_SOURCES = {
+    "DNSProbe": "probes",
+    "HTTPProbe": "probes",
+    "IProbe": "probes",
+    "ProbeResult": "probes",
+    "TCPProbe": "probes",
+    "UDPProbe": "probes",
+    "UnverifiedTLSPolicy": "probes",
+    "makeHTTPClient": "probes",
+    "probeFor": "probes",
+    "DEFAULT_RETRIES": "runner",
+    "DEFAULT_SUCCESS_RETRIES": "runner",
+    "Hysteresis": "runner",
+    "MonitorRunner": "runner",
+    "advance": "runner",
+    "TRIGGERS": "trigger",
+    "effectiveState": "trigger",
+    "monitorActive": "trigger",
+}
+
+
+def __getattr__(name: str):
+    source = _SOURCES.get(name)
+    if source is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{source}"), name)
+
+
+if TYPE_CHECKING:
+    from .probes import (  # noqa: F401
+        DNSProbe,
+        HTTPProbe,
+        IProbe,
+        ProbeResult,
+        TCPProbe,
+        UDPProbe,
+        UnverifiedTLSPolicy,
+        makeHTTPClient,
+        probeFor,
+    )
+    from .runner import DEFAULT_RETRIES, DEFAULT_SUCCESS_RETRIES, Hysteresis, MonitorRunner, advance  # noqa: F401
+    from .trigger import TRIGGERS, effectiveState, monitorActive  # noqa: F401
 
 __all__ = [
     "DEFAULT_RETRIES",
