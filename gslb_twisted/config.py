@@ -152,6 +152,19 @@ class RateLimit:
 
 
 @dataclass(frozen=True)
+class TCPLimits:
+    """
+    DNS over TCP, per core: connections in all and from one client address,
+    and seconds a connection may stay without a complete query (so that a
+    client trickling bytes -- a slowloris -- cannot hold one open).
+    """
+
+    max_connections: int = 1024
+    max_per_client: int = 32
+    idle_timeout: float = 10.0
+
+
+@dataclass(frozen=True)
 class Appliance:
     name: str
     ip: str
@@ -169,6 +182,7 @@ class Appliance:
     consolidation_interval: float
     location_db: Optional[str]
     rrl: Optional["RateLimit"] = None
+    dns_tcp: TCPLimits = TCPLimits()
 
     def coreCount(self, cpuCount: Optional[int] = None) -> int:
         """
@@ -673,6 +687,8 @@ def _appliance(path: str, raw: Any) -> Appliance:
         location_db=t.get("location_db", _str, "a CSV file path", None),
         rrl=None if (rrlRaw := t.get("rrl", lambda v: v, "a table { responses_per_second, window, slip, ipv4_prefix, ipv6_prefix }", None)) is None
         else _rateLimit(path, rrlRaw),
+        dns_tcp=TCPLimits() if (tcpRaw := t.get("dns_tcp", lambda v: v, "a table { max_connections, max_per_client, idle_timeout }", None)) is None
+        else _tcpLimits(path, tcpRaw),
     )
     t.finish()
     if appliance.mep_tls and not (appliance.mep_tls_cert and appliance.mep_tls_key):
@@ -709,6 +725,19 @@ def _rateLimit(path: str, raw: Any) -> RateLimit:
     )
     t.finish()
     return limit
+
+
+def _tcpLimits(path: str, raw: Any) -> TCPLimits:
+    t = _Table(path, "[appliance] dns_tcp", raw)
+    limits = TCPLimits(
+        max_connections=t.get("max_connections", _int(1, 1_000_000), "an integer of connections above 0", 1024),
+        max_per_client=t.get("max_per_client", _int(1, 1_000_000), "an integer of connections above 0", 32),
+        idle_timeout=t.get("idle_timeout", _number(0, exclusive=True), "a number of seconds above 0", 10.0),
+    )
+    t.finish()
+    if limits.max_per_client > limits.max_connections:
+        raise t.error("max_per_client", f"expected at most max_connections ({limits.max_connections})", limits.max_per_client)
+    return limits
 
 
 def _locationPath(configPath: str, value: str) -> str:

@@ -58,6 +58,7 @@ DNS_COUNTERS = (
     ("gslb_dns_bytes_sent_total", "bytes_out", "Bytes of DNS responses sent."),
     ("gslb_dns_dropped_total", "dropped", "DNS queries dropped unanswered."),
     ("gslb_dns_truncated_total", "truncated", "DNS responses sent truncated (TC)."),
+    ("gslb_dns_tcp_refused_total", "tcp_refused", "DNS TCP connections refused: over the per-core or per-client limit."),
     ("gslb_rrl_dropped_total", "rrl_dropped", "Responses dropped by response rate limiting."),
     ("gslb_rrl_slipped_total", "rrl_slipped", "Responses sent truncated by response rate limiting (slip)."),
 )

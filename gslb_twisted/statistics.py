@@ -159,7 +159,7 @@ def statDNS(view: Mapping) -> dict:
             byRcode[counter[len("rcode_"):]] = int(value)
     result = {
         counter: total(view, *DNS, counter)
-        for counter in ("queries", "bytes_in", "bytes_out", "dropped", "truncated", "rrl_dropped", "rrl_slipped")
+        for counter in ("queries", "bytes_in", "bytes_out", "dropped", "truncated", "tcp_refused", "rrl_dropped", "rrl_slipped")
     }
     result["query_rate"] = rate(view, *DNS, "queries")
     result["by_type"] = dict(sorted(byType.items()))

@@ -18,6 +18,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from gslb_twisted.config import (
     CompiledTopologyError,
     ConfigError,
+    TCPLimits,
     Topology,
     demoTopologyPath,
     loadTopology,
@@ -942,6 +943,23 @@ class DecisionEngineKeyTests(ConfigTestCase):
         doc = minimal()
         doc["appliance"]["rrl"] = {"responses_per_second": 10, "rate": 3}
         self.assertConfigError(doc, "[appliance] rrl", "rate")
+
+    def test_dnsTCPLimits(self):
+        self.assertEqual(parseTopology(minimal(), PATH).appliance.dns_tcp, TCPLimits(1024, 32, 10.0))
+        doc = minimal()
+        doc["appliance"]["dns_tcp"] = {"max_connections": 100, "max_per_client": 4, "idle_timeout": 2.5}
+        self.assertEqual(parseTopology(doc, PATH).appliance.dns_tcp, TCPLimits(100, 4, 2.5))
+
+    def test_dnsTCPLimitsErrors(self):
+        doc = minimal()
+        doc["appliance"]["dns_tcp"] = {"max_per_client": 0}
+        self.assertConfigError(doc, "[appliance] dns_tcp", "max_per_client", "above 0")
+        doc["appliance"]["dns_tcp"] = {"max_connections": 10, "max_per_client": 20}
+        self.assertConfigError(doc, "[appliance] dns_tcp", "max_per_client", "at most max_connections (10)")
+        doc["appliance"]["dns_tcp"] = {"idle_timeout": 0}
+        self.assertConfigError(doc, "[appliance] dns_tcp", "idle_timeout", "above 0")
+        doc["appliance"]["dns_tcp"] = {"max_clients": 5}
+        self.assertConfigError(doc, "[appliance] dns_tcp", "max_clients", "unknown key")
 
     def test_rateLimitNeedsARate(self):
         doc = minimal()

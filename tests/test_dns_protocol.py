@@ -13,6 +13,7 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.interfaces import IPushProducer
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
+from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
@@ -265,6 +266,20 @@ class StreamTests(SynchronousTestCase):
         self.clock.advance(10)
         self.assertTrue(self.transport.disconnecting)
 
+    def test_tricklingIsNotActivity(self):
+        """
+        A client sending a byte at a time without completing a query (a
+        slowloris) is closed after idleTimeout, however often it sends.
+        """
+        for byte in frame(b"x" * 40)[:-1]:
+            self.clock.advance(1)
+            self.protocol.dataReceived(bytes([byte]))
+            if self.transport.disconnecting:
+                break
+        self.assertTrue(self.transport.disconnecting)
+        self.assertEqual(self.clock.seconds(), 10)
+        self.assertEqual(self.replies(), [])
+
     def test_connectionLostCancelsTimer(self):
         self.protocol.connectionLost(None)
         self.assertEqual(self.clock.getDelayedCalls(), [])
@@ -320,3 +335,61 @@ class StreamTests(SynchronousTestCase):
         replies = [dns.message.from_wire(data) for data in self.replies()]
         self.assertEqual([r.id for r in replies], [q.id for q in queries])
         self.assertEqual([r.rcode() for r in replies], [dns.rcode.NOERROR, dns.rcode.NXDOMAIN])
+
+
+class StreamLimitTests(SynchronousTestCase):
+    """DNS over TCP connections per core and per client address."""
+
+    def setUp(self):
+        self.authority = FakeAuthority()
+        self.authority.tcpRefused = 0
+        self.clock = Clock()
+        self.factory = DNSStreamFactory(self.authority, self.clock, maxConnections=4, maxPerClient=2)
+        self.events = []
+        globalLogPublisher.addObserver(self.events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, self.events.append)
+
+    def connect(self, host: str):
+        address = IPv4Address("TCP", host, 40000)
+        protocol = self.factory.buildProtocol(address)
+        if protocol is not None:
+            protocol.makeConnection(StringTransport(peerAddress=address))
+        return protocol
+
+    def refusals(self):
+        return [e for e in self.events if "Refusing DNS TCP connections" in e.get("log_format", "")]
+
+    def test_perClient(self):
+        """One address gets maxPerClient connections; others still get theirs."""
+        first, second = self.connect("192.0.2.1"), self.connect("192.0.2.1")
+        self.assertIsNotNone(first)
+        self.assertIsNotNone(second)
+        self.assertIsNone(self.connect("192.0.2.1"))
+        self.assertIsNone(self.connect("192.0.2.1"))
+        self.assertIsNotNone(self.connect("192.0.2.2"))
+        self.assertEqual((self.factory.refused, self.authority.tcpRefused), (2, 2))
+        # Logged once while the client stays over its limit.
+        self.assertEqual(len(self.refusals()), 1)
+        first.connectionLost(None)
+        self.assertIsNotNone(self.connect("192.0.2.1"))
+        self.assertEqual(self.factory.openByClient, {"192.0.2.1": 2, "192.0.2.2": 1})
+
+    def test_total(self):
+        """Past maxConnections, everyone waits for one to close."""
+        opened = [self.connect(f"192.0.2.{i}") for i in range(1, 5)]
+        self.assertNotIn(None, opened)
+        self.assertIsNone(self.connect("192.0.2.9"))
+        opened[0].transport.loseConnection()
+        opened[0].connectionLost(None)
+        self.assertIsNotNone(self.connect("192.0.2.9"))
+        self.assertEqual(self.factory.open, 4)
+
+    def test_closedByTimeoutReleased(self):
+        """A connection closed for idling frees its place."""
+        protocols = [self.connect("192.0.2.1"), self.connect("192.0.2.1")]
+        self.clock.advance(10)
+        for protocol in protocols:
+            self.assertTrue(protocol.transport.disconnecting)
+            protocol.connectionLost(None)
+        self.assertEqual((self.factory.open, self.factory.openByClient), (0, {}))
+        self.assertIsNotNone(self.connect("192.0.2.1"))

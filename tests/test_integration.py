@@ -8,8 +8,9 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 
-from twisted.internet import defer, reactor
+from twisted.internet import defer, reactor, threads
 from twisted.internet.utils import getProcessOutputAndValue
 from twisted.trial.unittest import TestCase
 
@@ -106,6 +107,61 @@ class ApplianceTests(TestCase):
         explained = await appliance.console("resolve www.test.gslb --core 0")
         self.assertIn(explained["answer"][0], {"192.0.2.10", "198.51.100.10"})
         self.assertNotIn("instead", appliance.output)
+
+    async def test_tcpClientsCannotStarveOthers(self):
+        """
+        DNS over TCP: one address holding its limit of connections open by
+        trickling bytes (a slowloris) has its next connection closed at
+        once, another address is still answered, and the trickled ones are
+        closed after idle_timeout however often they send.
+        """
+        topology = TOPOLOGY.replace(
+            "mep_port = MEP_PORT", "mep_port = MEP_PORT\ndns_tcp = { max_per_client = 3, idle_timeout = 2.0 }"
+        )
+        appliance = await self._started(topology=topology, cores=1)
+
+        def connect(source: str) -> socket.socket:
+            sock = socket.create_connection(("127.0.0.1", appliance.port), timeout=5, source_address=(source, 0))
+            return sock
+
+        def closedByServer(sock: socket.socket, trickle: bool) -> bool:
+            # EOF (or a reset) within the deadline: the server closed it.
+            sock.settimeout(0.2)
+            for _ in range(40):
+                if trickle:
+                    try:
+                        sock.send(b"\x00")
+                    except OSError:
+                        return True
+                try:
+                    if sock.recv(1) == b"":
+                        return True
+                except socket.timeout:
+                    continue
+                except OSError:
+                    return True
+            return False
+
+        held = [await threads.deferToThread(connect, "127.0.0.1") for _ in range(3)]
+        for sock in held:
+            self.addCleanup(sock.close)
+            sock.send(b"\x00")  # half a length prefix: a query never completed
+        extra = await threads.deferToThread(connect, "127.0.0.1")
+        self.addCleanup(extra.close)
+        self.assertTrue(await threads.deferToThread(closedByServer, extra, False), "the 4th connection stayed open")
+
+        other = await query(appliance.port, "www.test.gslb", tcp=True, source="127.0.0.7", timeout=2.0)
+        self.assertIn(addresses(other)[0], {"192.0.2.10", "198.51.100.10"})
+
+        for sock in held:
+            self.assertTrue(await threads.deferToThread(closedByServer, sock, True), "a trickling connection stayed open")
+
+        async def refusalCounted():
+            # Consolidated at the next round.
+            return (await appliance.console("stat dns"))["tcp_refused"] >= 1
+
+        await poll(refusalCounted, what="the refused connection in stat dns")
+        self.assertIn("Refusing DNS TCP connections from 127.0.0.1", appliance.output)
 
     async def test_killedSupervisorLeavesNoCoreBehind(self):
         appliance = await self._started()

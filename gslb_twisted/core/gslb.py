@@ -1186,6 +1186,7 @@ class CoreGSLB:
         count(counters, "dns", "-", "bytes_out", authority.bytesOut)
         count(counters, "dns", "-", "dropped", authority.dropped)
         count(counters, "dns", "-", "truncated", authority.truncated)
+        count(counters, "dns", "-", "tcp_refused", authority.tcpRefused)
         for rcode, n in authority.rcodes.items():
             count(counters, "dns", "-", "rcode_" + RCODE_NAMES.get(rcode, str(rcode)), n)
         byType = dict(authority.slowTypes)

@@ -147,6 +147,7 @@ def serve(options: CoreOptions, topology: Topology) -> int:
         authority,
         sockets,
         mep,
+        tcpLimits=topology.appliance.dns_tcp,
         gslbFactory=lambda service: CoreGSLB(
             reactor,
             options["core"],

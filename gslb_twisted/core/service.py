@@ -14,6 +14,7 @@ from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.protocols import amp
 
+from gslb_twisted.config import TCPLimits
 from gslb_twisted.core.gslb import mepServerTLS
 from gslb_twisted.dns.authority import Authority
 from gslb_twisted.dns.protocol import DNSDatagramProtocol, DNSStreamFactory
@@ -96,11 +97,14 @@ class CoreService(MultiService):
         sockets: list[DNSSocket],
         mepSocket: Optional[DNSSocket] = None,
         gslbFactory: Optional[Callable[["CoreService"], object]] = None,
+        tcpLimits: TCPLimits = TCPLimits(),
     ) -> None:
         super().__init__()
         self.reactor = reactor
         self.core = core
         self.authority = authority
+        self.tcpLimits = tcpLimits
+        self.dnsStreamFactory: Optional[DNSStreamFactory] = None
         self.sockets = sockets
         self.mepSocket = mepSocket
         self.ports: list = []
@@ -137,7 +141,11 @@ class CoreService(MultiService):
         def udp():
             return DNSDatagramProtocol(self.authority)
 
-        tcp = DNSStreamFactory(self.authority, self.reactor)
+        limits = self.tcpLimits
+        tcp = self.dnsStreamFactory = DNSStreamFactory(
+            self.authority, self.reactor, idleTimeout=limits.idle_timeout,
+            maxConnections=limits.max_connections, maxPerClient=limits.max_per_client,
+        )
         if self.gslb is not None:
             self.gslb.start()
         for spec in self.sockets:

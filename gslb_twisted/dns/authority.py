@@ -386,6 +386,7 @@ class Authority:
         self.bytesOut = 0
         self.dropped = 0  # queries given no reply (unreadable header, a response)
         self.truncated = 0  # replies sent with TC set
+        self.tcpRefused = 0  # TCP connections closed for being over a limit
         # Slow-path queries by QTYPE (the fast path's are its answer books' hits).
         self.slowTypes: dict[int, int] = {}
         # Slow-path answers also counted in an answer book (per record type).

@@ -90,8 +90,9 @@ class DNSStreamProtocol(Protocol, TimeoutMixin):
     Flow control: when the transport's send buffer fills (the client is not
     reading its replies), the protocol stops reading and stops answering;
     more than C{maxPending} complete queries waiting then is abuse, and the
-    connection is dropped.  A connection that sends nothing for
-    C{idleTimeout} seconds, or sends a zero-length frame, is closed.
+    connection is dropped.  A connection that completes no query for
+    C{idleTimeout} seconds (silent, or trickling bytes: a slowloris), or
+    sends a zero-length frame, is closed.
     """
 
     log = Logger()
@@ -105,6 +106,8 @@ class DNSStreamProtocol(Protocol, TimeoutMixin):
         self._paused = False
         self._closing = False
         self._client: tuple = ("", 0)
+        # The address its factory counts it under (see DNSStreamFactory).
+        self.clientHost = ""
 
     def connectionMade(self) -> None:
         peer = self.transport.getPeer()
@@ -115,7 +118,7 @@ class DNSStreamProtocol(Protocol, TimeoutMixin):
     def dataReceived(self, data: bytes) -> None:
         if self._closing:
             return
-        self.resetTimeout()
+        # No resetTimeout here: only a complete query counts as activity.
         self._buffer += data
         self._answerBuffered()
 
@@ -123,6 +126,9 @@ class DNSStreamProtocol(Protocol, TimeoutMixin):
         self.setTimeout(None)
         self._closing = True
         self._buffer = b""
+        factory = getattr(self, "factory", None)
+        if factory is not None:
+            factory.released(self.clientHost)
 
     def timeoutConnection(self) -> None:
         self._closing = True
@@ -169,6 +175,7 @@ class DNSStreamProtocol(Protocol, TimeoutMixin):
             end = offset + 2 + length
             if end > size:
                 break
+            self.resetTimeout()
             self._answer(buffer[offset + 2 : end])
             offset = end
             if self._closing:
@@ -214,9 +221,15 @@ class DNSStreamFactory(ServerFactory):
         (RFC 7766 6.2.3 suggests some seconds for a busy server).
     @param maxPending: complete queries allowed to wait while a client does
         not read its replies, before its connection is dropped.
+    @param maxConnections: connections open at once; more are closed as
+        they are accepted (BIND's C{tcp-clients}).
+    @param maxPerClient: connections open at once from one address, so
+        that one client cannot take them all.
+    @ivar refused: connections closed at once for being over a limit.
     """
 
     protocol = DNSStreamProtocol
+    log = Logger()
 
     def __init__(
         self,
@@ -224,13 +237,49 @@ class DNSStreamFactory(ServerFactory):
         clock: IReactorTime,
         idleTimeout: float = 10.0,
         maxPending: int = 256,
+        maxConnections: int = 1024,
+        maxPerClient: int = 32,
     ) -> None:
         self.authority = authority
         self.clock = clock
         self.idleTimeout = idleTimeout
         self.maxPending = maxPending
+        self.maxConnections = maxConnections
+        self.maxPerClient = maxPerClient
+        self.open = 0
+        self.openByClient: dict[str, int] = {}
+        self.refused = 0
+        # Clients refused since they last had room: logged once each.
+        self._refusedClients: set[str] = set()
 
     def buildProtocol(self, addr) -> Optional[DNSStreamProtocol]:
+        host = getattr(addr, "host", "")
+        mine = self.openByClient.get(host, 0)
+        if self.open >= self.maxConnections or mine >= self.maxPerClient:
+            # None: the port closes the connection as it accepts it.
+            self.refused += 1
+            self.authority.tcpRefused += 1
+            if host not in self._refusedClients:
+                self._refusedClients.add(host)
+                self.log.warn(
+                    "Refusing DNS TCP connections from {client}: {mine} open from it"
+                    " (limit {perClient}), {open} in all (limit {limit})",
+                    client=host, mine=mine, perClient=self.maxPerClient, open=self.open, limit=self.maxConnections,
+                )
+            return None
+        self.open += 1
+        self.openByClient[host] = mine + 1
         protocol = self.protocol(self.authority, self.clock, self.idleTimeout, self.maxPending)
         protocol.factory = self
+        protocol.clientHost = host
         return protocol
+
+    def released(self, host: str) -> None:
+        """A connection from C{host} closed."""
+        self.open -= 1
+        left = self.openByClient.get(host, 0) - 1
+        if left > 0:
+            self.openByClient[host] = left
+        else:
+            self.openByClient.pop(host, None)
+        self._refusedClients.discard(host)
