@@ -916,8 +916,8 @@ def renderStatVServer(row: dict, colour: bool = False) -> str:
 
 def renderStatDNS(result: dict) -> str:
     """C{stat dns}: the totals, then queries by type and responses by code."""
-    keys = ("queries", "query_rate", "bytes_in", "bytes_out", "dropped", "truncated", "rrl_dropped", "rrl_slipped",
-            "round", "control")
+    keys = ("queries", "query_rate", "bytes_in", "bytes_out", "dropped", "truncated", "tcp_refused", "rrl_dropped",
+            "rrl_slipped", "round", "control")
     lines = ["dns"] + _fields([(key.replace("_", " "), result.get(key)) for key in keys if key in result])
     for title, column, key in (("by type", "qtype", "by_type"), ("by rcode", "rcode", "by_rcode")):
         counts = result.get(key) or {}

@@ -382,7 +382,7 @@ class StreamLimitTests(SynchronousTestCase):
         opened[0].transport.loseConnection()
         opened[0].connectionLost(None)
         self.assertIsNotNone(self.connect("192.0.2.9"))
-        self.assertEqual(self.factory.open, 4)
+        self.assertEqual(self.factory.openConnections, 4)
 
     def test_closedByTimeoutReleased(self):
         """A connection closed for idling frees its place."""
@@ -391,5 +391,5 @@ class StreamLimitTests(SynchronousTestCase):
         for protocol in protocols:
             self.assertTrue(protocol.transport.disconnecting)
             protocol.connectionLost(None)
-        self.assertEqual((self.factory.open, self.factory.openByClient), (0, {}))
+        self.assertEqual((self.factory.openConnections, self.factory.openByClient), (0, {}))
         self.assertIsNotNone(self.connect("192.0.2.1"))

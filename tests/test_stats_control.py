@@ -194,7 +194,7 @@ class StatDNSTests(SynchronousTestCase):
     def test_totalsByTypeAndRcode(self):
         self.assertEqual(statDNS(makeView()), {
             "queries": 130, "query_rate": 100.0, "bytes_in": 4000, "bytes_out": 6000, "dropped": 2,
-            "truncated": 1, "rrl_dropped": 3, "rrl_slipped": 0,
+            "truncated": 1, "tcp_refused": 0, "rrl_dropped": 3, "rrl_slipped": 0,
             "by_type": {"A": 100, "AAAA": 25, "SOA": 5},
             "by_rcode": {"NOERROR": 120, "NXDOMAIN": 8},
             "round": 12, "control": 0, "interval": 0.5,

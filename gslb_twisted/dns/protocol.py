@@ -246,7 +246,7 @@ class DNSStreamFactory(ServerFactory):
         self.maxPending = maxPending
         self.maxConnections = maxConnections
         self.maxPerClient = maxPerClient
-        self.open = 0
+        self.openConnections = 0
         self.openByClient: dict[str, int] = {}
         self.refused = 0
         # Clients refused since they last had room: logged once each.
@@ -255,7 +255,7 @@ class DNSStreamFactory(ServerFactory):
     def buildProtocol(self, addr) -> Optional[DNSStreamProtocol]:
         host = getattr(addr, "host", "")
         mine = self.openByClient.get(host, 0)
-        if self.open >= self.maxConnections or mine >= self.maxPerClient:
+        if self.openConnections >= self.maxConnections or mine >= self.maxPerClient:
             # None: the port closes the connection as it accepts it.
             self.refused += 1
             self.authority.tcpRefused += 1
@@ -264,10 +264,10 @@ class DNSStreamFactory(ServerFactory):
                 self.log.warn(
                     "Refusing DNS TCP connections from {client}: {mine} open from it"
                     " (limit {perClient}), {open} in all (limit {limit})",
-                    client=host, mine=mine, perClient=self.maxPerClient, open=self.open, limit=self.maxConnections,
+                    client=host, mine=mine, perClient=self.maxPerClient, open=self.openConnections, limit=self.maxConnections,
                 )
             return None
-        self.open += 1
+        self.openConnections += 1
         self.openByClient[host] = mine + 1
         protocol = self.protocol(self.authority, self.clock, self.idleTimeout, self.maxPending)
         protocol.factory = self
@@ -276,7 +276,7 @@ class DNSStreamFactory(ServerFactory):
 
     def released(self, host: str) -> None:
         """A connection from C{host} closed."""
-        self.open -= 1
+        self.openConnections -= 1
         left = self.openByClient.get(host, 0) - 1
         if left > 0:
             self.openByClient[host] = left

@@ -522,7 +522,7 @@ class StatCores(amp.Command):
 class StatDNS(amp.Command):
     """
     C{stat dns}: {queries, query_rate, by_type: {A: n, ...}, by_rcode:
-    {NOERROR: n, ...}, bytes_in, bytes_out, dropped, truncated, rrl_dropped,
+    {NOERROR: n, ...}, bytes_in, bytes_out, dropped, truncated, tcp_refused, rrl_dropped,
     rrl_slipped, round, control}.
     """
 
