@@ -71,6 +71,7 @@ from gslb_twisted.protocol.commands import (
     normaliseQType,
 )
 from gslb_twisted.protocol.descriptors import CHILD_AMP_IN, CHILD_AMP_OUT, CHILD_TOPOLOGY, FIRST_SOCKET_FD
+from gslb_twisted.protocol.garbage import GarbageClosesAMP
 from gslb_twisted.respawn import RespawnPolicy
 from gslb_twisted.statistics import DNS, rate, statCoreRows, statDNS, statServiceRows, statVServerRows
 
@@ -195,7 +196,7 @@ class _ChildPipeTransport:
         return ("supervisor-pipe", os.getpid())
 
 
-class CoreConnection(amp.AMP):
+class CoreConnection(GarbageClosesAMP):
     """
     The supervisor's AMP conversation with one core.
     """
@@ -206,6 +207,14 @@ class CoreConnection(amp.AMP):
         super().__init__()
         self.slot = slot
         self.supervisor = supervisor
+
+    def describePeer(self) -> str:
+        return f"core {self.slot.core}"
+
+    def garbageReceived(self) -> None:
+        # A core that garbles its pipe cannot be talked to any more: end
+        # it, and let the monitor respawn it with backoff.
+        self.supervisor.misbehaved(self.slot)
 
     @CoreReady.responder
     def coreReady(self, core: int, pid: int) -> dict:
@@ -875,6 +884,11 @@ class CoreMonitor(Service):
         slot.restarts += 1
         slot.restartCall = self.reactor.callLater(wait, self._spawn, slot)
 
+    def misbehaved(self, slot: CoreSlot) -> None:
+        """A core broke its AMP conversation: stop it, to be respawned."""
+        if slot.process is not None and slot.state not in ("stopping",):
+            self._terminate(slot)
+
     def _terminate(self, slot: CoreSlot) -> None:
         slot.state = "stopping"
         self._signal(slot, "TERM")
@@ -1122,7 +1136,7 @@ def coreCommand(
 # --- control endpoint -------------------------------------------------------------
 
 
-class ControlProtocol(amp.AMP):
+class ControlProtocol(GarbageClosesAMP):
     """
     What gslb-console talks to.
     """
