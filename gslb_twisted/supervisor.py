@@ -23,7 +23,7 @@ from typing import Callable, Optional, Sequence
 from twisted.application.service import MultiService, Service
 from twisted.internet import defer, error
 from twisted.internet.interfaces import IProcessTransport, IReactorProcess, ITransport
-from twisted.internet.protocol import ProcessProtocol
+from twisted.internet.protocol import Factory, ProcessProtocol
 from twisted.logger import Logger
 from twisted.protocols import amp
 from twisted.python.failure import Failure
@@ -1136,6 +1136,44 @@ def coreCommand(
 # --- control endpoint -------------------------------------------------------------
 
 
+# Consoles connected at once to one control endpoint: each holds a little
+# state (its event subscription, its pending calls to cores); more are
+# closed as they connect.
+MAX_CONTROL_CONNECTIONS = 64
+
+
+class ControlFactory(Factory):
+    """
+    Builds a L{ControlProtocol} per console, at most C{maxConnections} at
+    once; a refusal is logged once until there is room again.
+    """
+
+    log = Logger()
+
+    def __init__(self, monitor: "CoreMonitor", maxConnections: int = MAX_CONTROL_CONNECTIONS) -> None:
+        self.monitor = monitor
+        self.maxConnections = maxConnections
+        self.connections = 0
+        self.refused = 0
+        self._refusing = False
+
+    def buildProtocol(self, addr) -> Optional["ControlProtocol"]:
+        if self.connections >= self.maxConnections:
+            self.refused += 1
+            if not self._refusing:
+                self._refusing = True
+                self.log.warn("Refusing control connections: {limit} consoles connected", limit=self.maxConnections)
+            return None
+        self.connections += 1
+        protocol = ControlProtocol(self.monitor)
+        protocol.factory = self
+        return protocol
+
+    def released(self) -> None:
+        self.connections -= 1
+        self._refusing = False
+
+
 class ControlProtocol(GarbageClosesAMP):
     """
     What gslb-console talks to.
@@ -1164,6 +1202,9 @@ class ControlProtocol(GarbageClosesAMP):
 
     def connectionLost(self, reason: Failure) -> None:
         self.monitor.events.unsubscribe(self)
+        factory = getattr(self, "factory", None)
+        if factory is not None:
+            factory.released()
         super().connectionLost(reason)
 
     @ShowCores.responder

@@ -10,7 +10,6 @@ import sys
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService
 from twisted.internet.endpoints import serverFromString
-from twisted.internet.protocol import Factory
 from twisted.python import usage
 from twisted.runner.procmon import ProcessMonitor
 
@@ -26,7 +25,7 @@ from gslb_twisted.mastership import hubAssigns
 from gslb_twisted.endpoints import DNSEndpoint, parseDNSEndpoint, unixPathProblem
 from gslb_twisted.protocol.descriptors import CHILD_TOPOLOGY
 from gslb_twisted.supervisor import (
-    ControlProtocol,
+    ControlFactory,
     CoreMonitor,
     SharedSockets,
     SupervisorService,
@@ -191,7 +190,7 @@ def makeService(options: Options):
         raise SystemExit(f"twistd gslb: control endpoint {control!r}: {problem}")
     endpoint = serverFromString(reactor, unixModeControl(control))
     StreamServerEndpointService(
-        endpoint, Factory.forProtocol(lambda: ControlProtocol(monitor))
+        endpoint, ControlFactory(monitor)
     ).setServiceParent(root)
     if options["metrics"]:
         metricsService(reactor, options["metrics"], monitor, topology).setServiceParent(root)

@@ -483,6 +483,19 @@ class MalformedTests(SynchronousTestCase):
         self.clock.advance(0.01)
         self.assertClosedWith("silent", "silent")
 
+    def test_tricklingIsSilence(self):
+        """Bytes that never complete a frame (a slowloris) do not keep a session alive."""
+        self.peer.establish()
+        # A frame announced as 4 KiB, then one byte of it every 0.25 s.
+        trickle = b"\x00\x00\x10\x00" + b"\x01" + b"{" * 4095
+        for byte in trickle[: int(DEAD * 4) + 1]:
+            self.clock.advance(0.25)
+            if self.session.state == "closed":
+                break
+            self.session.dataReceived(bytes([byte]))
+        self.assertEqual(self.clock.seconds(), DEAD)
+        self.assertClosedWith("silent", "silent")
+
     def test_silence(self):
         """Any frame resets the silence timer; nothing for deadInterval closes."""
         self.peer.establish()

@@ -973,3 +973,30 @@ class ServingAnnouncementTests(SynchronousTestCase):
         for spawn in self.spawned:
             endProcess(spawn, "TERM")
         self.assertEqual(self.announced(1), [[], [0], [0, 1], []])
+
+
+class ControlFactoryTests(SynchronousTestCase):
+    """At most so many consoles at once on one control endpoint."""
+
+    def test_limit(self):
+        from twisted.logger import globalLogPublisher
+
+        from gslb_twisted.supervisor import ControlFactory
+
+        events = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        monitor = CoreMonitor(MemoryReactorClock(), 1, coreCommand("t.toml", list, "python"), extraFDs=dict, env={})
+        factory = ControlFactory(monitor, maxConnections=2)
+        first, second = factory.buildProtocol(None), factory.buildProtocol(None)
+        self.assertIsInstance(first, ControlProtocol)
+        self.assertIsInstance(second, ControlProtocol)
+        self.assertIsNone(factory.buildProtocol(None))
+        self.assertIsNone(factory.buildProtocol(None))
+        self.assertEqual(factory.refused, 2)
+        refusals = [e for e in events if "Refusing control connections" in e.get("log_format", "")]
+        self.assertEqual(len(refusals), 1)
+        first.makeConnection(StringTransport())
+        first.connectionLost(Failure(error.ConnectionDone()))
+        self.assertIsInstance(factory.buildProtocol(None), ControlProtocol)
+        self.assertIsNone(factory.buildProtocol(None))

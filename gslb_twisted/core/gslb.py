@@ -19,7 +19,7 @@ import json
 import math
 import os
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 from twisted.application.internet import ClientService, backoffPolicy
 from twisted.internet import defer, task
@@ -45,6 +45,9 @@ from gslb_twisted.mep.session import IMEPHandler, MEPSession
 from gslb_twisted.metrics import APPLIED, DOWN, GAP, UP, MetricTable
 from gslb_twisted.monitors.trigger import monitorActive
 from gslb_twisted.protocol.commands import ClaimSite
+
+if TYPE_CHECKING:
+    from gslb_twisted.monitors.runner import MonitorRunner
 
 # Topics on the hub relay.
 TOPIC_DELTA = "metrics.delta"

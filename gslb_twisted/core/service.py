@@ -12,7 +12,6 @@ from twisted.application.service import MultiService
 from twisted.internet import defer
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
-from twisted.protocols import amp
 
 from gslb_twisted.config import TCPLimits
 from gslb_twisted.core.gslb import mepServerTLS

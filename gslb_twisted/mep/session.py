@@ -227,9 +227,11 @@ class MEPSession(Protocol):
         if self.state == CLOSED:
             return
         self.bytesIn += len(data)
-        self.lastReceivedAt = self._lifeSign = self.clock.seconds()
         try:
             for frameType, message in self._decoder.feed(data):
+                # A whole frame is a sign of life; bytes trickling in that
+                # never make one (a slowloris) are not.
+                self.lastReceivedAt = self._lifeSign = self.clock.seconds()
                 self.framesIn += 1
                 self._dispatch(frameType, message)
                 if self.state == CLOSED:

@@ -46,7 +46,7 @@ import os
 import random
 import socket
 from dataclasses import dataclass
-from typing import Any, Callable, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 from urllib.parse import urlsplit
 
 from twisted.internet import error
@@ -61,6 +61,9 @@ from twisted.web.iweb import IPolicyForHTTPS
 from zope.interface import Interface, implementer
 
 from ..config import Monitor, Service
+
+if TYPE_CHECKING:
+    from OpenSSL import SSL
 
 
 @dataclass(frozen=True)
