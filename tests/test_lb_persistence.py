@@ -250,3 +250,53 @@ class ConvergenceTests(SynchronousTestCase):
             return sorted((e.network, e.service, e.version, e.origin) for e in table.entries())
 
         self.assertEqual(decided(a), decided(b))
+
+
+class EvictionTests(SynchronousTestCase):
+    """
+    At its size limit the table drops the least recently used entry (made,
+    used or taken from another core) to make room, never refuses a client.
+    """
+
+    def setUp(self):
+        self.table = PersistenceTable("gslb1/0", maxEntries=3)
+        self.keys = {name: parseNetwork(f"198.51.{i}.0/24", 24, 128) for i, name in enumerate("abcdef")}
+
+    def make(self, name, now, vserver=VS):
+        return self.table.create(vserver, self.keys[name], f"net-{name}", "east-a", now, TIMEOUT)
+
+    def live(self, now=110.0):
+        return sorted(name for name, key in self.keys.items() if self.table.lookup(VS, key, now) is not None)
+
+    def test_leastRecentlyUsedMakesRoom(self):
+        a = self.make("a", 100.0)
+        self.make("b", 101.0)
+        self.make("c", 102.0)
+        self.table.touch(a, 103.0, TIMEOUT)
+        self.make("d", 104.0)
+        self.assertEqual(self.live(), ["a", "c", "d"])
+        self.assertEqual((self.table.count(), self.table.evicted), (3, 1))
+        # An evicted entry is not shared any more either.
+        self.assertNotIn("net-b", [entry["network"] for entry in self.table.takePending(104.0)])
+
+    def test_mergedEntriesTakeTheirTurn(self):
+        self.make("a", 100.0)
+        self.make("b", 101.0)
+        self.make("c", 102.0)
+        self.assertTrue(self.table.merge(VS, self.keys["e"], wire(network="net-e"), 103.0))
+        self.assertEqual(self.live(), ["b", "c", "e"])
+        self.make("f", 104.0)
+        self.assertEqual(self.live(), ["c", "e", "f"])
+
+    def test_expiredAndForgottenLeaveNoGhosts(self):
+        """Entries gone by expiry or a forgotten vserver are not evicted later in place of live ones."""
+        self.make("a", 100.0)
+        self.make("b", 100.0, vserver="api")
+        self.table.expire(100.0 + TIMEOUT * 2)
+        self.make("c", 200.0)
+        self.make("d", 201.0, vserver="api")
+        self.table.forget(["api"])
+        self.make("e", 202.0)
+        self.make("f", 203.0)
+        self.assertEqual(self.table.evicted, 0)
+        self.assertEqual(self.live(210.0), ["c", "e", "f"])

@@ -333,8 +333,6 @@ class Persistent:
         chosen = self.inner.stable(address, key)
         if not chosen:
             return self.inner.choose(rdtype, address)
-        if entry is None and self.table.full():
-            return self.indexOf(chosen)
         self.table.create(self.name, key, self.keyer.network(key), chosen[0], now, self.timeout, entry)
         self.context.persisted()
         return self.indexOf(chosen)

@@ -30,9 +30,8 @@ Key = tuple[int, int]
 # Past its known expiry, an entry lives on this fraction of its timeout (see
 # the module docstring).
 GRACE = 0.25
-# Entries one core holds at most; past that, clients are answered without
-# persistence until entries expire (a bound on memory under a flood of
-# distinct clients).
+# Entries one core holds at most (a bound on memory under a flood of
+# distinct clients); past that, the least recently used entry makes room.
 MAX_ENTRIES = 1_000_000
 
 
@@ -85,7 +84,8 @@ class PersistenceTable:
     """
     @param origin: who creates entries here (C{"gslb1/0"}: appliance/core).
     @ivar created: entries created here; C{replaced}: of which replacements
-        of a DOWN service; C{merged}: remote entries taken; C{expired}.
+        of a DOWN service; C{merged}: remote entries taken; C{expired};
+        C{evicted}: least recently used entries dropped to make room.
     """
 
     def __init__(self, origin: str, maxEntries: int = MAX_ENTRIES) -> None:
@@ -93,6 +93,9 @@ class PersistenceTable:
         self.maxEntries = maxEntries
         self._count = 0
         self._entries: dict[str, dict[Key, PersistenceEntry]] = {}
+        # Every entry's (vserver, key), least recently used first.
+        self._recency: dict[tuple[str, Key], None] = {}
+        self.evicted = 0
         self._pending: dict[tuple[str, Key], PersistenceEntry] = {}
         self.created = 0
         self.replaced = 0
@@ -139,8 +142,10 @@ class PersistenceTable:
             version = replacing.version + 1
         entry = PersistenceEntry(vserver, key, network, service, version, self.origin, now + timeout, now, timeout * GRACE)
         if key not in entries:
+            self._makeRoom()
             self._count += 1
         entries[key] = entry
+        self._used(vserver, key)
         self._pending[(vserver, key)] = entry
         self.created += 1
         if replacing is not None:
@@ -150,6 +155,7 @@ class PersistenceTable:
     def touch(self, entry: PersistenceEntry, now: float, timeout: float) -> None:
         """A use of C{entry}: extend it, and share that once in a while."""
         entry.expires = now + timeout
+        self._used(entry.vserver, entry.key)
         if now - entry.sharedAt >= timeout / 4:
             entry.sharedAt = now
             self._pending[(entry.vserver, entry.key)] = entry
@@ -177,13 +183,14 @@ class PersistenceTable:
             if not wins(version, origin, mine):
                 return False
         if mine is None:
-            if self.full():
-                return False
+            self._makeRoom()
+            entries = self._entries.setdefault(vserver, {})
             self._count += 1
         grace = (timeout if timeout is not None else ttl) * GRACE
         entries[key] = PersistenceEntry(
             vserver, key, str(wire["network"]), str(wire["service"]), version, origin, expires, now, grace
         )
+        self._used(vserver, key)
         # What we created and lost need not be sent any more.
         self._pending.pop((vserver, key), None)
         self.merged += 1
@@ -200,10 +207,11 @@ class PersistenceTable:
     def expire(self, now: float) -> int:
         """Drop the entries past their expiry; how many."""
         dropped = 0
-        for entries in self._entries.values():
+        for vserver, entries in self._entries.items():
             dead = [key for key, entry in entries.items() if entry.expires + entry.grace <= now]
             for key in dead:
                 del entries[key]
+                self._recency.pop((vserver, key), None)
             dropped += len(dead)
         self.expired += dropped
         self._count -= dropped
@@ -225,4 +233,23 @@ class PersistenceTable:
 
     def forget(self, vservers: Iterable[str]) -> None:
         for name in vservers:
-            self._count -= len(self._entries.pop(name, {}))
+            forgotten = self._entries.pop(name, {})
+            self._count -= len(forgotten)
+            for key in forgotten:
+                self._recency.pop((name, key), None)
+
+    def _used(self, vserver: str, key: Key) -> None:
+        """C{(vserver, key)} is now the most recently used."""
+        self._recency.pop((vserver, key), None)
+        self._recency[(vserver, key)] = None
+
+    def _makeRoom(self) -> None:
+        """At the limit: drop the least recently used entry."""
+        while self._count >= self.maxEntries and self._recency:
+            vserver, key = next(iter(self._recency))
+            del self._recency[(vserver, key)]
+            entries = self._entries.get(vserver)
+            if entries is not None and entries.pop(key, None) is not None:
+                self._count -= 1
+                self._pending.pop((vserver, key), None)
+                self.evicted += 1
