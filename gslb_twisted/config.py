@@ -172,7 +172,7 @@ class Appliance:
     dns: tuple[str, ...]
     control: str
     mep_port: int
-    mep_secret: Optional[str]
+    mep_secret: Optional[str] = field(repr=False)  # secrets: never in a repr (logs)
     mep_tls: bool
     mep_tls_cert: Optional[str]
     mep_tls_key: Optional[str]
@@ -243,13 +243,13 @@ class SiteEmulator:
 class SNMPSettings:
     port: int
     version: str
-    community: Optional[str]
+    community: Optional[str] = field(repr=False)
     table: str
     user: Optional[str]
     auth_protocol: Optional[str]
-    auth_key: Optional[str]
+    auth_key: Optional[str] = field(repr=False)
     priv_protocol: Optional[str]
-    priv_key: Optional[str]
+    priv_key: Optional[str] = field(repr=False)
     interface: int = 1  # the ifIndex that {interface} in the table's OIDs names
     timeout: Optional[float] = None  # seconds per try; None: from metrics_interval
     retries: int = 1
@@ -482,6 +482,8 @@ class _Table:
         value = self.raw[key]
         try:
             return check(value)
+        except _SecretError as e:
+            raise ConfigError(self.path, self.label, key, f"expected {e}", hasFound=False) from None
         except _ItemError as e:
             # Name the offending element: the whole array may be too long
             # to show.
@@ -559,6 +561,46 @@ def _ip(value: Any) -> str:
     if not isinstance(value, str):
         raise TypeError(value)
     return str(ipaddress.ip_address(value))
+
+
+class _SecretError(ValueError):
+    """A secret's file or environment variable cannot give it (the message says why)."""
+
+
+SECRET_EXPECTED = 'a non-empty string, { file = "PATH" } or { env = "VARIABLE" }'
+
+
+def _secret(configPath: str) -> Callable[[Any], str]:
+    """
+    A secret, written in the topology or kept out of it: C{{ file = PATH }}
+    (relative to the topology's directory; one line, its newline dropped)
+    or C{{ env = NAME }}.  Read once, when the topology is loaded.
+    """
+
+    def check(value: Any) -> str:
+        if isinstance(value, str) and value:
+            return value
+        if not isinstance(value, dict) or len(value) != 1 or not set(value) <= {"file", "env"}:
+            raise TypeError(value)
+        ((kind, source),) = value.items()
+        if not isinstance(source, str) or not source:
+            raise TypeError(value)
+        if kind == "env":
+            secret = os.environ.get(source, "")
+            if not secret:
+                raise _SecretError(f"the environment variable {source} to hold the secret: it is unset or empty")
+            return secret
+        filePath = source if os.path.isabs(source) else os.path.join(os.path.dirname(os.path.abspath(configPath)), source)
+        try:
+            with open(filePath, encoding="utf-8") as f:
+                secret = f.read().rstrip("\r\n")
+        except (OSError, UnicodeDecodeError) as e:
+            raise _SecretError(f"a readable file holding the secret: {filePath}: {getattr(e, 'strerror', None) or e}") from None
+        if not secret:
+            raise _SecretError(f"a file holding the secret: {filePath} is empty")
+        return secret
+
+    return check
 
 
 class _ItemError(ValueError):
@@ -667,7 +709,7 @@ def _appliance(path: str, raw: Any) -> Appliance:
             "control", _endpoint, 'an endpoint string such as "unix:gslb.ctl"', "unix:gslb.ctl"
         ),
         mep_port=t.get("mep_port", _int(1, 65535), "a port number from 1 to 65535", 3011),
-        mep_secret=t.get("mep_secret", _str, "a non-empty string", None),
+        mep_secret=t.get("mep_secret", _secret(path), SECRET_EXPECTED, None),
         mep_tls=t.get("mep_tls", _bool, "true or false", False),
         mep_tls_cert=t.get("mep_tls_cert", _str, "a certificate file path", None),
         mep_tls_key=t.get("mep_tls_key", _str, "a private key file path", None),
@@ -884,19 +926,19 @@ def _snmp(path: str, label: str, raw: Any) -> SNMPSettings:
     settings = SNMPSettings(
         port=t.get("port", _int(1, 65535), "a port number from 1 to 65535", 161),
         version=t.get("version", _choice(SNMP_VERSIONS), 'one of "1", "2c", "3"', "2c"),
-        community=t.get("community", _str, "a non-empty string", "public"),
+        community=t.get("community", _secret(path), SECRET_EXPECTED, "public"),
         table=t.get("table", _str, "the name of a metric table", "linux-host"),
         user=t.get("user", _str, "a non-empty string", None),
         auth_protocol=t.get(
             "auth_protocol", _choice(("MD5", "SHA", "SHA224", "SHA256", "SHA384", "SHA512"), str.upper),
             "one of MD5, SHA, SHA224, SHA256, SHA384, SHA512", None,
         ),
-        auth_key=t.get("auth_key", _str, "a non-empty string", None),
+        auth_key=t.get("auth_key", _secret(path), SECRET_EXPECTED, None),
         priv_protocol=t.get(
             "priv_protocol", _choice(("DES", "AES", "AES128", "AES192", "AES256"), str.upper),
             "one of DES, AES, AES128, AES192, AES256", None,
         ),
-        priv_key=t.get("priv_key", _str, "a non-empty string", None),
+        priv_key=t.get("priv_key", _secret(path), SECRET_EXPECTED, None),
         interface=t.get("interface", _int(1, 2147483647), "an interface index (ifIndex) from 1", 1),
         timeout=t.get("timeout", _number(0.05, 30), "a number of seconds from 0.05 to 30", None),
         retries=t.get("retries", _int(0, 5), "an integer from 0 to 5", 1),

@@ -1028,3 +1028,51 @@ class CompiledTopologyTests(SynchronousTestCase):
         fd = os.dup(compiled.fileno())
         os.close(fd)
         self.assertRaises(CompiledTopologyError, readCompiledTopology, fd)
+
+
+class SecretTests(ConfigTestCase):
+    """
+    Secrets (mep_secret, an SNMP community, v3 keys) written in the topology
+    or kept out of it, in a file or an environment variable; never shown.
+    """
+
+    def test_fromFile(self):
+        directory = os.path.dirname(self.writeFile(b""))
+        with open(os.path.join(directory, "mep.secret"), "w") as f:
+            f.write("s3cret-from-file\n")
+        doc = minimal()
+        doc["appliance"]["mep_secret"] = {"file": "mep.secret"}
+        # Relative to the topology file's directory.
+        topology = parseTopology(doc, os.path.join(directory, "topo.toml"))
+        self.assertEqual(topology.appliance.mep_secret, "s3cret-from-file")
+        self.assertNotIn("s3cret", repr(topology.appliance))
+
+    def test_fromEnvironment(self):
+        self.patch(os, "environ", dict(os.environ, GSLB_TEST_COMMUNITY="c0mmunity"))
+        doc = snmpDocument()
+        doc["site"][1]["snmp"]["community"] = {"env": "GSLB_TEST_COMMUNITY"}
+        settings = parseTopology(doc, PATH).siteByName["legacy"].snmp
+        self.assertEqual(settings.community, "c0mmunity")
+        self.assertNotIn("c0mmunity", repr(settings))
+
+    def test_unsetVariable(self):
+        self.patch(os, "environ", {})
+        doc = minimal()
+        doc["appliance"]["mep_secret"] = {"env": "GSLB_NO_SUCH_VARIABLE"}
+        error = self.assertConfigError(doc, "[appliance]", "mep_secret", "GSLB_NO_SUCH_VARIABLE", "unset or empty")
+        self.assertFalse(error.hasFound)
+
+    def test_missingOrEmptyFile(self):
+        directory = os.path.dirname(self.writeFile(b""))
+        doc = minimal()
+        doc["appliance"]["mep_secret"] = {"file": os.path.join(directory, "absent")}
+        self.assertConfigError(doc, "[appliance]", "mep_secret", "readable file", "absent")
+        empty = self.writeFile(b"\n")
+        doc["appliance"]["mep_secret"] = {"file": empty}
+        self.assertConfigError(doc, "[appliance]", "mep_secret", "is empty")
+
+    def test_malformedSource(self):
+        for value in ({"file": "a", "env": "B"}, {"path": "a"}, {"env": ""}, 42):
+            doc = minimal()
+            doc["appliance"]["mep_secret"] = value
+            self.assertConfigError(doc, "[appliance]", "mep_secret", '{ file = "PATH" } or { env = "VARIABLE" }')
