@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import struct
 import sys
 from dataclasses import dataclass, field
 from typing import Callable, Optional, Sequence
@@ -1136,6 +1137,19 @@ def coreCommand(
 # --- control endpoint -------------------------------------------------------------
 
 
+def peerUID(transport) -> Optional[int]:
+    """The uid of the process at the other end of a unix socket (None: not one)."""
+    handle = getattr(transport, "getHandle", lambda: None)()
+    if not isinstance(handle, socket.socket) or handle.family != socket.AF_UNIX or not hasattr(socket, "SO_PEERCRED"):
+        return None
+    credentials = struct.Struct("3i")
+    try:
+        _, uid, _ = credentials.unpack(handle.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, credentials.size))
+    except OSError:
+        return None
+    return uid
+
+
 # Consoles connected at once to one control endpoint: each holds a little
 # state (its event subscription, its pending calls to cores); more are
 # closed as they connect.
@@ -1182,6 +1196,18 @@ class ControlProtocol(GarbageClosesAMP):
     def __init__(self, monitor: CoreMonitor) -> None:
         super().__init__()
         self.monitor = monitor
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        uid = peerUID(self.transport)
+        if uid is not None and uid not in (os.getuid(), 0):
+            # Whatever the socket's mode says: only its owner (or root)
+            # steers the appliance.
+            self.garbageLog.warn(
+                "Refusing a control connection from uid {uid}: only uid {owner} (or root) may connect",
+                uid=uid, owner=os.getuid(),
+            )
+            self.transport.loseConnection()
 
     # Pushed events
 

@@ -9,10 +9,11 @@ import json
 import os
 import signal
 import socket
+import sys
 
 from twisted.internet import defer, reactor, threads
 from twisted.internet.utils import getProcessOutputAndValue
-from twisted.trial.unittest import TestCase
+from twisted.trial.unittest import SkipTest, TestCase
 
 from tests.support import TOPOLOGY, TWISTD, Appliance, addresses, alive, freePort, poll, query
 
@@ -162,6 +163,39 @@ class ApplianceTests(TestCase):
 
         await poll(refusalCounted, what="the refused connection in stat dns")
         self.assertIn("Refusing DNS TCP connections from 127.0.0.1", appliance.output)
+
+    async def test_controlRefusesOtherUsers(self):
+        """
+        Even on a control socket any user may open (mode 666 here), a
+        process of another uid is disconnected unanswered; its owner is
+        served.
+        """
+        if os.getuid() != 0:
+            raise SkipTest("needs root, to connect as another user (CI runs as root)")
+        appliance = Appliance(self)
+        index = appliance.args.index(appliance.control)
+        appliance.args[index] = appliance.control + ":mode=666"
+        path = appliance.control[len("unix:"):]
+        os.chmod(os.path.dirname(path), 0o755)
+        appliance.start()
+        await appliance.waitUntilServing()
+        probe = (
+            "import os, socket, sys\n"
+            "os.setgid(65534); os.setuid(65534)\n"
+            "s = socket.socket(socket.AF_UNIX); s.settimeout(5); s.connect(sys.argv[1])\n"
+            "s.sendall(bytes.fromhex(sys.argv[2]))\n"
+            "try:\n"
+            "    print('closed' if s.recv(4096) == b'' else 'answered')\n"
+            "except ConnectionResetError:\n"
+            "    print('closed')\n"
+        )
+        # An AMP box asking ShowCores: what a console sends first.
+        box = b"\x00\x08_command\x00\x09ShowCores\x00\x04_ask\x00\x011\x00\x00".hex()
+        out, err, code = await getProcessOutputAndValue(sys.executable, ["-c", probe, path, box], env=os.environ)
+        self.assertEqual((out.strip(), code), (b"closed", 0), err)
+        self.assertIn("Refusing a control connection from uid 65534", appliance.output)
+        cores = await appliance.console("show cores")
+        self.assertEqual({c["state"] for c in cores}, {"up"})
 
     async def test_killedSupervisorLeavesNoCoreBehind(self):
         appliance = await self._started()
