@@ -6,6 +6,7 @@ dials again with backoff), subscribed to the events the endpoint pushes.
 
 from __future__ import annotations
 
+import os
 from typing import Optional, Protocol as Interface
 
 from twisted.application.internet import ClientService, backoffPolicy
@@ -15,7 +16,7 @@ from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.protocols import amp
 
-from gslb_twisted.protocol.commands import ConsoleEvent, Subscribe
+from gslb_twisted.protocol.commands import Authenticate, ConsoleEvent, Subscribe
 
 # Dial again half a second after a loss, then less and less often, at most
 # every 5 seconds: an appliance restarting is back within a few.
@@ -56,6 +57,20 @@ class ConsoleProtocol(amp.AMP):
         self.lost = True
         super().connectionLost(reason)
         self.link._lost(self)
+
+
+TOKEN_VARIABLE = "GSLB_CONTROL_TOKEN"
+
+
+def authenticate(protocol: amp.AMP) -> defer.Deferred:
+    """
+    Present $GSLB_CONTROL_TOKEN to the endpoint, when set (a TCP control
+    endpoint wants it before any other command; a unix socket needs none).
+    """
+    token = os.environ.get(TOKEN_VARIABLE)
+    if not token:
+        return defer.succeed(None)
+    return protocol.callRemote(Authenticate, token=token)
 
 
 class Link:
@@ -114,9 +129,10 @@ class Link:
 
     def _subscribe(self, protocol: ConsoleProtocol) -> defer.Deferred:
         """
-        Before the connection is handed out: subscribe to the endpoint's
-        events.  An endpoint without them (an older one) is still worth
-        talking to: the toolbar then only says it is connected.
+        Before the connection is handed out: authenticate (a TCP endpoint,
+        with $GSLB_CONTROL_TOKEN), then subscribe to the endpoint's events.
+        An endpoint without them (an older one) is still worth talking to:
+        the toolbar then only says it is connected.
         """
 
         def subscribed(answer: dict) -> None:
@@ -125,7 +141,10 @@ class Link:
         def refused(failure) -> None:
             self._connected(protocol, None)
 
-        return protocol.callRemote(Subscribe).addCallbacks(subscribed, refused)
+        def subscribe(_=None) -> defer.Deferred:
+            return protocol.callRemote(Subscribe).addCallbacks(subscribed, refused)
+
+        return authenticate(protocol).addCallback(subscribe)
 
     def _connected(self, protocol: ConsoleProtocol, state: Optional[dict]) -> None:
         if protocol.lost:

@@ -41,7 +41,8 @@ def argumentParser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--connect",
         default=os.environ.get("GSLB_CONTROL", DEFAULT_CONTROL),
-        help="control endpoint (default: %(default)s, or $GSLB_CONTROL)",
+        help="control endpoint (default: %(default)s, or $GSLB_CONTROL); a TCP endpoint wants the appliance's "
+             "control_token in $GSLB_CONTROL_TOKEN",
     )
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("-c", dest="command", help="run one command, print its result and exit")
@@ -63,8 +64,16 @@ async def _connect(reactor, description: str):
     from twisted.internet.endpoints import clientFromString, connectProtocol
     from twisted.protocols.amp import AMP
 
+    from console.link import authenticate
+
     endpoint = clientFromString(reactor, description)
-    return await connectProtocol(endpoint, AMP())
+    protocol = await connectProtocol(endpoint, AMP())
+    try:
+        await authenticate(protocol)
+    except BaseException:
+        protocol.transport.loseConnection()
+        raise
+    return protocol
 
 
 async def runOnce(reactor, arguments, out=sys.stdout, err=sys.stderr) -> int:

@@ -183,6 +183,8 @@ class Appliance:
     location_db: Optional[str]
     rrl: Optional["RateLimit"] = None
     dns_tcp: TCPLimits = TCPLimits()
+    # What a console must present on a TCP control endpoint (a secret).
+    control_token: Optional[str] = field(default=None, repr=False)
 
     def coreCount(self, cpuCount: Optional[int] = None) -> int:
         """
@@ -729,6 +731,7 @@ def _appliance(path: str, raw: Any) -> Appliance:
         location_db=t.get("location_db", _str, "a CSV file path", None),
         rrl=None if (rrlRaw := t.get("rrl", lambda v: v, "a table { responses_per_second, window, slip, ipv4_prefix, ipv6_prefix }", None)) is None
         else _rateLimit(path, rrlRaw),
+        control_token=t.get("control_token", _secret(path), SECRET_EXPECTED, None),
         dns_tcp=TCPLimits() if (tcpRaw := t.get("dns_tcp", lambda v: v, "a table { max_connections, max_per_client, idle_timeout }", None)) is None
         else _tcpLimits(path, tcpRaw),
     )

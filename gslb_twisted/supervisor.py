@@ -13,6 +13,7 @@ Pipes, as seen by the child (after ampoule):
 
 from __future__ import annotations
 
+import hmac
 import json
 import os
 import socket
@@ -23,6 +24,7 @@ from typing import Callable, Optional, Sequence
 
 from twisted.application.service import MultiService, Service
 from twisted.internet import defer, error
+from twisted.internet.address import UNIXAddress
 from twisted.internet.interfaces import IProcessTransport, IReactorProcess, ITransport
 from twisted.internet.protocol import Factory, ProcessProtocol
 from twisted.logger import Logger
@@ -37,6 +39,7 @@ from gslb_twisted.mastership import ClaimTable, pickCore
 from gslb_twisted.protocol.commands import (
     ApplyRuntime,
     AssignSite,
+    Authenticate,
     BadValue,
     ClaimSite,
     CoreInspect,
@@ -67,6 +70,7 @@ from gslb_twisted.protocol.commands import (
     StatServices,
     StatVServers,
     Subscribe,
+    Unauthenticated,
     Unsubscribe,
     normaliseAddress,
     normaliseQType,
@@ -1164,9 +1168,12 @@ class ControlFactory(Factory):
 
     log = Logger()
 
-    def __init__(self, monitor: "CoreMonitor", maxConnections: int = MAX_CONTROL_CONNECTIONS) -> None:
+    def __init__(
+        self, monitor: "CoreMonitor", maxConnections: int = MAX_CONTROL_CONNECTIONS, token: Optional[str] = None
+    ) -> None:
         self.monitor = monitor
         self.maxConnections = maxConnections
+        self.token = token
         self.connections = 0
         self.refused = 0
         self._refusing = False
@@ -1179,7 +1186,7 @@ class ControlFactory(Factory):
                 self.log.warn("Refusing control connections: {limit} consoles connected", limit=self.maxConnections)
             return None
         self.connections += 1
-        protocol = ControlProtocol(self.monitor)
+        protocol = ControlProtocol(self.monitor, self.token)
         protocol.factory = self
         return protocol
 
@@ -1193,12 +1200,21 @@ class ControlProtocol(GarbageClosesAMP):
     What gslb-console talks to.
     """
 
-    def __init__(self, monitor: CoreMonitor) -> None:
+    def __init__(self, monitor: CoreMonitor, token: Optional[str] = None) -> None:
+        """
+        @param token: what a console must send (L{Authenticate}) before any
+            other command on a connection that is not a unix socket.
+        """
         super().__init__()
         self.monitor = monitor
+        self.token = token
+        self.authenticated = token is None
 
     def connectionMade(self) -> None:
         super().connectionMade()
+        if isinstance(self.transport.getHost(), UNIXAddress):
+            # Its file mode and the peer's uid (below) stand for a token.
+            self.authenticated = True
         uid = peerUID(self.transport)
         if uid is not None and uid not in (os.getuid(), 0):
             # Whatever the socket's mode says: only its owner (or root)
@@ -1208,6 +1224,31 @@ class ControlProtocol(GarbageClosesAMP):
                 uid=uid, owner=os.getuid(),
             )
             self.transport.loseConnection()
+
+    # Authentication (TCP control endpoints)
+
+    def locateResponder(self, name: bytes):
+        if self.authenticated or name == Authenticate.commandName:
+            return super().locateResponder(name)
+
+        def refuse(box):
+            self.garbageLog.warn(
+                "Closing a control connection from {peer}: {command} before Authenticate",
+                peer=self.describePeer(), command=name.decode("ascii", "replace"),
+            )
+            self.transport.loseConnection()
+            return defer.Deferred()  # never answered: the connection is gone
+
+        return refuse
+
+    @Authenticate.responder
+    def authenticate(self, token: str) -> dict:
+        if self.token is None or hmac.compare_digest(token.encode("utf-8"), self.token.encode("utf-8")):
+            self.authenticated = True
+            return {}
+        self.garbageLog.warn("Refusing a control connection from {peer}: wrong token", peer=self.describePeer())
+        self.monitor.reactor.callLater(0, self.transport.loseConnection)
+        raise Unauthenticated("wrong control token")
 
     # Pushed events
 

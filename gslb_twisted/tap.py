@@ -188,9 +188,15 @@ def makeService(options: Options):
     problem = unixPathProblem(control)
     if problem is not None:
         raise SystemExit(f"twistd gslb: control endpoint {control!r}: {problem}")
+    if not control.lower().startswith("unix:") and topology.appliance.control_token is None:
+        # Anyone who reaches a TCP port could steer the appliance.
+        raise SystemExit(
+            f"twistd gslb: control endpoint {control!r}: a control endpoint that is not a unix socket needs"
+            ' [appliance] control_token (a secret: a string, { file = "PATH" } or { env = "NAME" })'
+        )
     endpoint = serverFromString(reactor, unixModeControl(control))
     StreamServerEndpointService(
-        endpoint, ControlFactory(monitor)
+        endpoint, ControlFactory(monitor, token=topology.appliance.control_token)
     ).setServiceParent(root)
     if options["metrics"]:
         metricsService(reactor, options["metrics"], monitor, topology).setServiceParent(root)

@@ -15,7 +15,7 @@ from twisted.internet import defer, reactor, threads
 from twisted.internet.utils import getProcessOutputAndValue
 from twisted.trial.unittest import SkipTest, TestCase
 
-from tests.support import TOPOLOGY, TWISTD, Appliance, addresses, alive, freePort, poll, query
+from tests.support import CONSOLE, TOPOLOGY, TWISTD, Appliance, addresses, alive, freePort, poll, query
 
 
 class ApplianceTests(TestCase):
@@ -234,6 +234,37 @@ class ApplianceTests(TestCase):
         )
         self.assertNotEqual(code, 0)
         self.assertIn("show cores", err.decode())
+
+    async def test_tcpControlNeedsTheToken(self):
+        """
+        A TCP control endpoint needs [appliance] control_token: twistd
+        refuses to start without one; with one, a console with the token
+        ($GSLB_CONTROL_TOKEN) is served and one without it is not.
+        """
+        port = freePort()
+        control = f"tcp:{port}:interface=127.0.0.1"
+        refused = Appliance(self, extra=("--control", control))
+        refused.start()
+        await poll(lambda: refused.collector.ended.called, what="twistd to refuse the TCP control endpoint")
+        self.assertIn("needs [appliance] control_token", refused.output)
+
+        self.patch(os, "environ", dict(os.environ, GSLB_TEST_CONTROL_TOKEN="s3cret-t0ken",
+                                       GSLB_CONTROL_TOKEN="s3cret-t0ken"))
+        topology = TOPOLOGY.replace(
+            "mep_port = MEP_PORT", 'mep_port = MEP_PORT\ncontrol_token = { env = "GSLB_TEST_CONTROL_TOKEN" }'
+        )
+        appliance = Appliance(self, topology, extra=("--control", control))
+        appliance.control = "tcp:127.0.0.1:" + str(port)
+        appliance.start()
+        await appliance.waitUntilServing()
+        self.assertEqual(len(await appliance.console("show cores")), 2)
+        for token in (None, "guess"):
+            env = {k: v for k, v in os.environ.items() if k != "GSLB_CONTROL_TOKEN"}
+            if token is not None:
+                env["GSLB_CONTROL_TOKEN"] = token
+            out, err, code = await getProcessOutputAndValue(CONSOLE, ["--connect", appliance.control, "-c", "show cores"], env=env)
+            self.assertNotEqual(code, 0, (token, out))
+            self.assertNotIn(b"CORE", out)
 
     async def test_controlSocketIsPrivate(self):
         appliance = await self._started()

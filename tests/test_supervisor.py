@@ -1000,3 +1000,60 @@ class ControlFactoryTests(SynchronousTestCase):
         first.connectionLost(Failure(error.ConnectionDone()))
         self.assertIsInstance(factory.buildProtocol(None), ControlProtocol)
         self.assertIsNone(factory.buildProtocol(None))
+
+
+class ControlTokenTests(ControlFixture, SynchronousTestCase):
+    """
+    A control connection that is not a unix socket (TCP) must present the
+    appliance's control_token (Authenticate) before anything else.
+    """
+
+    def connect(self, token="t0ken"):
+        from gslb_twisted.supervisor import ControlProtocol as Control
+
+        self.makeControl()
+        self.control = Control(self.monitor, token)
+        client, server, pump = connectedServerAndClient(lambda: self.control, amp.AMP)
+        return client, server, pump
+
+    def ask(self, client, pump, command, **arguments):
+        d = defer.Deferred()
+        client.callRemote(command, **arguments).chainDeferred(d)
+        pump.flush()
+        return d
+
+    def test_commandBeforeTokenCloses(self):
+        events = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        client, server, pump = self.connect()
+        d = self.ask(client, pump, ShowVServers)
+        self.assertTrue(pump.serverIO.disconnecting)
+        self.failureResultOf(d)
+        self.assertTrue(any("before Authenticate" in e.get("log_format", "") for e in events))
+
+    def test_wrongTokenRefused(self):
+        from gslb_twisted.protocol.commands import Authenticate, Unauthenticated
+
+        client, server, pump = self.connect()
+        self.failureResultOf(self.ask(client, pump, Authenticate, token="guess"), Unauthenticated)
+        self.reactor.advance(0)
+        pump.flush()
+        self.assertTrue(pump.serverIO.disconnecting)
+        self.assertFalse(self.control.authenticated)
+
+    def test_rightTokenThenServed(self):
+        from gslb_twisted.protocol.commands import Authenticate
+
+        client, server, pump = self.connect()
+        self.assertEqual(self.successResultOf(self.ask(client, pump, Authenticate, token="t0ken")), {})
+        # Served: the endpoint's own answer (no such vserver), not a closed connection.
+        d = self.ask(client, pump, SetVServer, name="nope", lbMethod="ROUNDROBIN")
+        self.failureResultOf(d, KeyError)
+        self.assertFalse(pump.serverIO.disconnecting)
+
+    def test_noTokenConfiguredNoneAsked(self):
+        """Without a token (unix sockets, tests), commands are served at once."""
+        client, server, pump = self.connect(token=None)
+        self.failureResultOf(self.ask(client, pump, SetVServer, name="nope", lbMethod="ROUNDROBIN"), KeyError)
+        self.assertFalse(pump.serverIO.disconnecting)

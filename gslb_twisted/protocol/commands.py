@@ -316,6 +316,23 @@ class ShowCores(amp.Command):
 # An appliance's control endpoint and a site emulator's both take these.
 
 
+class Unauthenticated(Exception):
+    """A control connection over TCP sent a wrong token (or none)."""
+
+
+class Authenticate(amp.Command):
+    """
+    Console -> a TCP control endpoint, first: the endpoint's token
+    (C{[appliance] control_token}).  Until it is given, any other command
+    closes the connection; a wrong one is refused and closes it too.  Unix
+    sockets need none (file mode and the peer's uid protect them).
+    """
+
+    arguments = [(b"token", amp.Unicode())]
+    response: list = []
+    errors = {Unauthenticated: b"UNAUTHENTICATED"}
+
+
 class Subscribe(amp.Command):
     """
     Console -> control endpoint: push L{ConsoleEvent}s on this connection
