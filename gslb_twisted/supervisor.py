@@ -13,18 +13,15 @@ Pipes, as seen by the child (after ampoule):
 
 from __future__ import annotations
 
-import hmac
 import json
 import os
 import socket
-import struct
 import sys
 from dataclasses import dataclass, field
 from typing import Callable, Optional, Sequence
 
 from twisted.application.service import MultiService, Service
 from twisted.internet import defer, error
-from twisted.internet.address import UNIXAddress
 from twisted.internet.interfaces import IProcessTransport, IReactorProcess, ITransport
 from twisted.internet.protocol import Factory, ProcessProtocol
 from twisted.logger import Logger
@@ -39,7 +36,6 @@ from gslb_twisted.mastership import ClaimTable, pickCore
 from gslb_twisted.protocol.commands import (
     ApplyRuntime,
     AssignSite,
-    Authenticate,
     BadValue,
     ClaimSite,
     CoreInspect,
@@ -70,12 +66,12 @@ from gslb_twisted.protocol.commands import (
     StatServices,
     StatVServers,
     Subscribe,
-    Unauthenticated,
     Unsubscribe,
     normaliseAddress,
     normaliseQType,
 )
 from gslb_twisted.protocol.descriptors import CHILD_AMP_IN, CHILD_AMP_OUT, CHILD_TOPOLOGY, FIRST_SOCKET_FD
+from gslb_twisted.protocol.access import GuardedControl
 from gslb_twisted.protocol.garbage import GarbageClosesAMP
 from gslb_twisted.respawn import RespawnPolicy
 from gslb_twisted.statistics import DNS, rate, statCoreRows, statDNS, statServiceRows, statVServerRows
@@ -1141,19 +1137,6 @@ def coreCommand(
 # --- control endpoint -------------------------------------------------------------
 
 
-def peerUID(transport) -> Optional[int]:
-    """The uid of the process at the other end of a unix socket (None: not one)."""
-    handle = getattr(transport, "getHandle", lambda: None)()
-    if not isinstance(handle, socket.socket) or handle.family != socket.AF_UNIX or not hasattr(socket, "SO_PEERCRED"):
-        return None
-    credentials = struct.Struct("3i")
-    try:
-        _, uid, _ = credentials.unpack(handle.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, credentials.size))
-    except OSError:
-        return None
-    return uid
-
-
 # Consoles connected at once to one control endpoint: each holds a little
 # state (its event subscription, its pending calls to cores); more are
 # closed as they connect.
@@ -1195,9 +1178,9 @@ class ControlFactory(Factory):
         self._refusing = False
 
 
-class ControlProtocol(GarbageClosesAMP):
+class ControlProtocol(GuardedControl):
     """
-    What gslb-console talks to.
+    What gslb-console talks to (who may: L{GuardedControl}).
     """
 
     def __init__(self, monitor: CoreMonitor, token: Optional[str] = None) -> None:
@@ -1205,50 +1188,8 @@ class ControlProtocol(GarbageClosesAMP):
         @param token: what a console must send (L{Authenticate}) before any
             other command on a connection that is not a unix socket.
         """
-        super().__init__()
+        super().__init__(token, monitor.reactor)
         self.monitor = monitor
-        self.token = token
-        self.authenticated = token is None
-
-    def connectionMade(self) -> None:
-        super().connectionMade()
-        if isinstance(self.transport.getHost(), UNIXAddress):
-            # Its file mode and the peer's uid (below) stand for a token.
-            self.authenticated = True
-        uid = peerUID(self.transport)
-        if uid is not None and uid not in (os.getuid(), 0):
-            # Whatever the socket's mode says: only its owner (or root)
-            # steers the appliance.
-            self.garbageLog.warn(
-                "Refusing a control connection from uid {uid}: only uid {owner} (or root) may connect",
-                uid=uid, owner=os.getuid(),
-            )
-            self.transport.loseConnection()
-
-    # Authentication (TCP control endpoints)
-
-    def locateResponder(self, name: bytes):
-        if self.authenticated or name == Authenticate.commandName:
-            return super().locateResponder(name)
-
-        def refuse(box):
-            self.garbageLog.warn(
-                "Closing a control connection from {peer}: {command} before Authenticate",
-                peer=self.describePeer(), command=name.decode("ascii", "replace"),
-            )
-            self.transport.loseConnection()
-            return defer.Deferred()  # never answered: the connection is gone
-
-        return refuse
-
-    @Authenticate.responder
-    def authenticate(self, token: str) -> dict:
-        if self.token is None or hmac.compare_digest(token.encode("utf-8"), self.token.encode("utf-8")):
-            self.authenticated = True
-            return {}
-        self.garbageLog.warn("Refusing a control connection from {peer}: wrong token", peer=self.describePeer())
-        self.monitor.reactor.callLater(0, self.transport.loseConnection)
-        raise Unauthenticated("wrong control token")
 
     # Pushed events
 

@@ -573,3 +573,43 @@ class TLSAssemblyTests(SynchronousTestCase):
         e = self.assertRaises(ConfigError, makeSiteEmulator, MemoryReactorClock(),
                               self.tlsTopology("127.0.0.1", "/nonexistent.pem"), "east", control="tcp:0")
         self.assertIn("[appliance]: key 'mep_tls_cert'", str(e))
+
+
+class ControlTokenTests(SynchronousTestCase):
+    """A site emulator's TCP control endpoint wants the lab's control_token first, as the appliance's."""
+
+    def connect(self, token):
+        clock = Clock()
+        service = SiteEmulatorService(clock, topology(), "east", sessionFactory=FakeSession)
+        service.startService()
+        self.addCleanup(service.stopService)
+        protocol = SiteControlProtocol(service, token, clock)
+        client, server, pump = iosim.connectedServerAndClient(lambda: protocol, amp.AMP)
+        return protocol, client, pump, clock
+
+    def test_tokenFirst(self):
+        from gslb_twisted.protocol.commands import Authenticate, ShowSiteServices, Unauthenticated
+
+        protocol, client, pump, clock = self.connect("t0ken")
+        outcome = []
+        client.callRemote(Authenticate, token="guess").addBoth(outcome.append)
+        pump.flush()
+        self.assertTrue(outcome[0].check(Unauthenticated))
+        clock.advance(0)
+        pump.flush()
+        self.assertTrue(pump.serverIO.disconnecting)
+
+        protocol, client, pump, clock = self.connect("t0ken")
+        client.callRemote(ShowSiteServices).addErrback(lambda f: None)
+        pump.flush()
+        self.assertTrue(pump.serverIO.disconnecting)
+
+        protocol, client, pump, clock = self.connect("t0ken")
+        answers = []
+        client.callRemote(Authenticate, token="t0ken").addCallback(answers.append)
+        pump.flush()
+        client.callRemote(ShowSiteServices).addCallback(answers.append)
+        pump.flush()
+        self.assertEqual(answers[0], {})
+        self.assertEqual([row["name"] for row in answers[1]["rows"]], ["east-web", "east-web6"])
+        self.assertFalse(pump.serverIO.disconnecting)

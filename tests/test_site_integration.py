@@ -362,3 +362,15 @@ class BadConfigTests(TestCase):
                                                         path=site.directory)
         self.assertNotEqual(code, 0)
         self.assertIn(f"twistd gslb-site: {site.config}: [appliance]: key 'metrics_interval'", err.decode())
+
+    async def test_tcpControlWithoutTokenStartsNothing(self):
+        """A TCP control endpoint without [appliance] control_token: refused, by name."""
+        site = SiteProcess(self)
+        args = site.args[1:]
+        if "--control" in args:
+            args[args.index("--control") + 1] = "tcp:0:interface=127.0.0.1"
+        else:
+            args += ["--control", "tcp:0:interface=127.0.0.1"]
+        out, err, code = await getProcessOutputAndValue(TWISTD, args, env=dict(os.environ), path=site.directory)
+        self.assertNotEqual(code, 0)
+        self.assertIn("needs [appliance] control_token", err.decode())

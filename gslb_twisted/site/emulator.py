@@ -51,7 +51,6 @@ from twisted.internet.endpoints import (
 from twisted.internet.protocol import Factory
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
-from twisted.protocols import amp
 from zope.interface import implementer
 
 from gslb_twisted.config import ConfigError, MEPPeer, Site, Topology
@@ -60,6 +59,7 @@ from gslb_twisted.lb.locations import LocationDB, LocationDBError
 from gslb_twisted.logs import ConsoleSubscribers, describeAddress
 from gslb_twisted.mep.rules import initiates
 from gslb_twisted.mep.session import IMEPHandler, MEPSession
+from gslb_twisted.protocol.access import GuardedControl
 from gslb_twisted.protocol.commands import (
     SetScenario,
     SetSiteRTT,
@@ -644,11 +644,11 @@ class SiteEmulatorService(MultiService):
         return service
 
 
-class SiteControlProtocol(amp.AMP):
-    """What gslb-console talks to on a site emulator."""
+class SiteControlProtocol(GuardedControl):
+    """What gslb-console talks to on a site emulator (who may: L{GuardedControl})."""
 
-    def __init__(self, emulator: SiteEmulatorService) -> None:
-        super().__init__()
+    def __init__(self, emulator: SiteEmulatorService, token: Optional[str] = None, clock=None) -> None:
+        super().__init__(token, clock)
         self.emulator = emulator
 
     # Pushed events
@@ -786,7 +786,10 @@ def makeSiteEmulator(
     problem = unixPathProblem(description)
     if problem is not None:
         raise ConfigError(topology.path, f"[[site]] {site.name!r} emulator", "control", problem, description)
-    control = StreamServerEndpointService(endpoint, Factory.forProtocol(lambda: SiteControlProtocol(emulator)))
+    token = appliance.control_token
+    control = StreamServerEndpointService(
+        endpoint, Factory.forProtocol(lambda: SiteControlProtocol(emulator, token, reactor))
+    )
     control.setName("control")
     control.setServiceParent(emulator)
     return emulator

@@ -71,7 +71,16 @@ def makeService(options: Options):
     from twisted.web.client import Agent, HTTPConnectionPool
     from treq.client import HTTPClient
 
-    from gslb_twisted.site.emulator import makeSiteEmulator
+    from gslb_twisted.site.emulator import controlEndpointDescription, makeSiteEmulator
+
+    topology = options["topology"]
+    description = controlEndpointDescription(topology.siteByName[options["site"]], options["control"])
+    if not description.lower().startswith("unix:") and topology.appliance.control_token is None:
+        # Anyone who reaches a TCP port could steer the site.
+        raise SystemExit(
+            f"twistd gslb-site: control endpoint {description!r}: a control endpoint that is not a unix socket"
+            ' needs [appliance] control_token (a secret: a string, { file = "PATH" } or { env = "NAME" })'
+        )
 
     # A fresh connection per check: a backend that went away is seen at once.
     client = HTTPClient(Agent(reactor, pool=HTTPConnectionPool(reactor, persistent=False)))

@@ -1,0 +1,94 @@
+"""
+Who may steer through a control endpoint (the appliance's, a site
+emulator's): on a unix socket, its owner's processes (and root), by the
+socket's file mode and the peer's uid; on anything else (TCP), whoever
+presents the lab's control token first (L{Authenticate}).
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+import socket
+import struct
+from typing import Optional
+
+from twisted.internet import defer
+from twisted.internet.address import UNIXAddress
+
+from gslb_twisted.protocol.commands import Authenticate, Unauthenticated
+from gslb_twisted.protocol.garbage import GarbageClosesAMP
+
+_CREDENTIALS = struct.Struct("3i")
+
+
+def peerUID(transport) -> Optional[int]:
+    """The uid of the process at the other end of a unix socket (None: not one)."""
+    handle = getattr(transport, "getHandle", lambda: None)()
+    if not isinstance(handle, socket.socket) or handle.family != socket.AF_UNIX or not hasattr(socket, "SO_PEERCRED"):
+        return None
+    try:
+        _, uid, _ = _CREDENTIALS.unpack(handle.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _CREDENTIALS.size))
+    except OSError:
+        return None
+    return uid
+
+
+class GuardedControl(GarbageClosesAMP):
+    """
+    A control endpoint's AMP protocol: garbage ends the conversation; a
+    peer of another uid on a unix socket is disconnected; over TCP, any
+    command before a right L{Authenticate} closes the connection.
+
+    @param token: the token a non-unix connection must present; C{None}
+        asks for none (unix sockets only, as twistd enforces; tests).
+    @param clock: schedules the close after a refused token is answered
+        (the global reactor by default).
+    """
+
+    def __init__(self, token: Optional[str] = None, clock=None) -> None:
+        super().__init__()
+        self.token = token
+        self.authenticated = token is None
+        self._clock = clock
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        if isinstance(self.transport.getHost(), UNIXAddress):
+            # Its file mode and the peer's uid (below) stand for a token.
+            self.authenticated = True
+        uid = peerUID(self.transport)
+        if uid is not None and uid not in (os.getuid(), 0):
+            # Whatever the socket's mode says: only its owner (or root) steers.
+            self.garbageLog.warn(
+                "Refusing a control connection from uid {uid}: only uid {owner} (or root) may connect",
+                uid=uid, owner=os.getuid(),
+            )
+            self.transport.loseConnection()
+
+    def locateResponder(self, name: bytes):
+        if self.authenticated or name == Authenticate.commandName:
+            return super().locateResponder(name)
+
+        def refuse(box):
+            self.garbageLog.warn(
+                "Closing a control connection from {peer}: {command} before Authenticate",
+                peer=self.describePeer(), command=name.decode("ascii", "replace"),
+            )
+            self.transport.loseConnection()
+            return defer.Deferred()  # never answered: the connection is gone
+
+        return refuse
+
+    @Authenticate.responder
+    def authenticate(self, token: str) -> dict:
+        if self.token is None or hmac.compare_digest(token.encode("utf-8"), self.token.encode("utf-8")):
+            self.authenticated = True
+            return {}
+        self.garbageLog.warn("Refusing a control connection from {peer}: wrong token", peer=self.describePeer())
+        clock = self._clock
+        if clock is None:
+            from twisted.internet import reactor as clock
+        # After the error answer is written.
+        clock.callLater(0, self.transport.loseConnection)
+        raise Unauthenticated("wrong control token")
