@@ -22,7 +22,7 @@ from typing import Callable, Optional, Sequence
 
 from twisted.application.service import MultiService, Service
 from twisted.internet import defer, error
-from twisted.internet.interfaces import IProcessTransport, IReactorProcess, ITransport
+from twisted.internet.interfaces import IProcessTransport, IPushProducer, IReactorProcess, ITransport
 from twisted.internet.protocol import Factory, ProcessProtocol
 from twisted.logger import Logger
 from twisted.protocols import amp
@@ -197,6 +197,45 @@ class _ChildPipeTransport:
         return ("supervisor-pipe", os.getpid())
 
 
+# A core that reads nothing from its pipe for this long (stopped, hung) is
+# ended and respawned: what is relayed to it meanwhile is buffered here.
+STUCK_AFTER = 30.0
+
+
+@implementer(IPushProducer)
+class PipeBacklog:
+    """
+    Told by a core's pipe when its buffer is full (pauseProducing) and when
+    it drained (resumeProducing); full for L{STUCK_AFTER} seconds calls
+    C{stuck}, which bounds what piles up for a core that reads nothing.
+    """
+
+    def __init__(self, clock, stuck: Callable[[], None], after: float = STUCK_AFTER) -> None:
+        self.clock = clock
+        self.stuck = stuck
+        self.after = after
+        self._check = None
+
+    def pauseProducing(self) -> None:
+        if self._check is None:
+            self._check = self.clock.callLater(self.after, self._expired)
+
+    def resumeProducing(self) -> None:
+        self._cancel()
+
+    def stopProducing(self) -> None:
+        self._cancel()
+
+    def _cancel(self) -> None:
+        if self._check is not None and self._check.active():
+            self._check.cancel()
+        self._check = None
+
+    def _expired(self) -> None:
+        self._check = None
+        self.stuck()
+
+
 class CoreConnection(GarbageClosesAMP):
     """
     The supervisor's AMP conversation with one core.
@@ -291,6 +330,11 @@ class CoreProcessProtocol(ProcessProtocol):
     def connectionMade(self) -> None:
         self.pipe = _ChildPipeTransport(self.transport)
         self.connection.makeConnection(self.pipe)
+        # The pipe to the core says when the core stops reading (its buffer
+        # fills): what the hub relays to it then piles up here.
+        writer = getattr(self.transport, "pipes", {}).get(CHILD_AMP_IN)
+        if writer is not None and hasattr(writer, "registerProducer"):
+            writer.registerProducer(PipeBacklog(self.monitor.reactor, lambda: self.monitor.stuck(self.slot)), True)
 
     def childConnectionLost(self, childFD: int) -> None:
         if childFD in (CHILD_AMP_IN, CHILD_AMP_OUT):
@@ -884,6 +928,16 @@ class CoreMonitor(Service):
         wait, slot.delay = self.policy.afterExit(slot.delay, lifetime)
         slot.restarts += 1
         slot.restartCall = self.reactor.callLater(wait, self._spawn, slot)
+
+    def stuck(self, slot: CoreSlot) -> None:
+        """A core read nothing from its pipe for STUCK_AFTER seconds: end it, to be respawned."""
+        if slot.process is None or slot.state == "stopping":
+            return
+        self.log.warn(
+            "core {core} has read nothing from its pipe for {after:g} s: stopping it, to be respawned",
+            core=slot.core, after=STUCK_AFTER,
+        )
+        self._terminate(slot)
 
     def misbehaved(self, slot: CoreSlot) -> None:
         """A core broke its AMP conversation: stop it, to be respawned."""

@@ -20,11 +20,22 @@ from gslb_twisted.endpoints import unixPathProblem
 from gslb_twisted.supervisor import CHILD_AMP_IN, CoreMonitor, Hub, unixModeControl
 
 
+class FakeWriter:
+    """The writing end of a pipe to a child: who wants to hear it is full."""
+
+    def __init__(self) -> None:
+        self.producer = None
+
+    def registerProducer(self, producer, streaming: bool) -> None:
+        self.producer = producer
+
+
 class FakeProcess:
     """A spawned process as the supervisor sees it."""
 
     def __init__(self, pid: int) -> None:
         self.pid = pid
+        self.pipes = {CHILD_AMP_IN: FakeWriter()}
         self.signals: list[str] = []
         self.written: list[tuple[int, bytes]] = []
         self.closed: list[int] = []
@@ -1057,3 +1068,42 @@ class ControlTokenTests(ControlFixture, SynchronousTestCase):
         client, server, pump = self.connect(token=None)
         self.failureResultOf(self.ask(client, pump, SetVServer, name="nope", lbMethod="ROUNDROBIN"), KeyError)
         self.assertFalse(pump.serverIO.disconnecting)
+
+
+class StuckCoreTests(SynchronousTestCase):
+    """
+    A core that reads nothing from its pipe (stopped, hung) for STUCK_AFTER
+    seconds is ended and respawned, so what the hub relays to it does not
+    pile up in the supervisor without bound.
+    """
+
+    def setUp(self):
+        from gslb_twisted.supervisor import STUCK_AFTER
+
+        self.after = STUCK_AFTER
+        self.reactor, self.monitor = makeMonitor(2)
+        self.monitor.startService()
+        self.addCleanup(self.monitor.stopService)
+        self.process = self.reactor.spawned[0]["process"]
+        self.backlog = self.process.pipes[CHILD_AMP_IN].producer
+
+    def test_stuckCoreEnded(self):
+        self.backlog.pauseProducing()
+        self.reactor.advance(self.after - 0.1)
+        self.assertEqual(self.process.signals, [])
+        self.reactor.advance(0.1)
+        self.assertEqual(self.process.signals, ["TERM"])
+        self.assertEqual(self.monitor.slots[0].state, "stopping")
+        # The other core is left alone.
+        self.assertEqual(self.reactor.spawned[1]["process"].signals, [])
+
+    def test_drainedInTimeKept(self):
+        self.backlog.pauseProducing()
+        self.reactor.advance(self.after / 2)
+        self.backlog.resumeProducing()
+        self.reactor.advance(self.after * 2)
+        self.assertEqual(self.process.signals, [])
+        # Full again later: a new period starts.
+        self.backlog.pauseProducing()
+        self.reactor.advance(self.after)
+        self.assertEqual(self.process.signals, ["TERM"])
