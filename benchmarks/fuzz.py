@@ -801,18 +801,6 @@ def freePort() -> int:
     raise OSError("no free port")
 
 
-def waitServing(server, name: str, deadline: float) -> None:
-    """Poll until the appliance answers C{name} and lists every core up (as L{GslbServer.waitReady} does for its own name)."""
-    from benchmarks.servers import ServerError, answers
-
-    started = time.monotonic()
-    while not (answers(server.host, server.port, name) and server.ready()):
-        if server.process.poll() is not None or time.monotonic() - started > deadline:
-            raise ServerError(f"the appliance did not serve {name} within {deadline:.0f} s; log:\n{server.logTail()}")
-        time.sleep(0.1)
-    server.pids()
-
-
 def runWire(count: int, tcpCount: int, seed: int, maxFailures: int, resultsDir: str) -> PartResult:
     """
     A real appliance (two cores) on a free port: C{count} fuzz inputs over
@@ -837,7 +825,7 @@ def runWire(count: int, tcpCount: int, seed: int, maxFailures: int, resultsDir: 
     started = time.perf_counter()
     try:
         server.start()
-        waitServing(server, "www.fuzz.gslb", 30.0)
+        server.waitReady(30.0, "www.fuzz.gslb")
         before = server.showCores()
         # UDP: batches paired by ID with what was sent in them.
         packets = [dnsInput(seeds, rng)[1] for _ in range(count)]

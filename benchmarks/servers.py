@@ -89,9 +89,9 @@ class ServerProcess:
             self.seen[pid] = (pid, stats[pid].startTime)
         return tree
 
-    def waitReady(self, deadline: float = 20.0) -> float:
+    def waitReady(self, deadline: float = 20.0, name: str = QUERY_NAME) -> float:
         """
-        Poll with DNS queries until the server answers.
+        Poll with DNS queries (for C{name}) until the server answers.
 
         @return: seconds it took.
         @raise ServerError: it exited, or did not answer in time.
@@ -103,12 +103,12 @@ class ServerProcess:
                     f"{self.label} exited with status {self.process.returncode} before "
                     f"answering DNS (log: {self.logPath}); last lines:\n{self.logTail()}"
                 )
-            if answers(self.host, self.port) and self.ready():
+            if answers(self.host, self.port, name) and self.ready():
                 self.pids()
                 return time.monotonic() - started
             if time.monotonic() - started > deadline:
                 raise ServerError(
-                    f"{self.label} did not answer {QUERY_NAME} on {self.host}:{self.port} "
+                    f"{self.label} did not answer {name} on {self.host}:{self.port} "
                     f"within {deadline:.0f} s (log: {self.logPath}); last lines:\n{self.logTail()}"
                 )
             time.sleep(0.1)
