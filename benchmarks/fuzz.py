@@ -944,39 +944,54 @@ class _Handler:
 _METRICS = {"state": "UP", "connections": 3, "response_time": 1.5, "bandwidth": 10.0, "packets": 4, "load": 5.0}
 
 
+def peerKey(role: str, peerName: str, localName: str, secret: Optional[bytes], sessionNonce: bytes,
+            peerNonce: bytes) -> Optional[bytes]:
+    """The key that seals what the peer of a C{role} session sends after its AUTH (MEP version 2)."""
+    if not secret:
+        return None
+    peerRole = "site" if role == "appliance" else "appliance"
+    return auth.sessionKey(secret, 2, peerRole, peerName, localName, peerNonce, sessionNonce)
+
+
 def peerFrames(rng: random.Random, role: str, peerName: str, localName: str, secret: Optional[bytes],
                sessionNonce: bytes, peerNonce: bytes) -> List[bytes]:
     """
-    What a well-behaved peer of a C{role} session sends: HELLO, AUTH (with
-    a secret), then a few frames of the kinds that role accepts.
+    What a well-behaved version-2 peer of a C{role} session sends: HELLO,
+    AUTH (with a secret; every later frame then sealed), then a few frames
+    of the kinds that role accepts.
     """
     peerRole = "site" if role == "appliance" else "appliance"
-    out = [frames.encodeFrame(frames.HELLO, {"versions": [1], "name": peerName, "role": peerRole,
+    out = [frames.encodeFrame(frames.HELLO, {"versions": [2], "name": peerName, "role": peerRole,
                                              "nonce": peerNonce.hex(), "auth": "hmac-sha256" if secret else "none"})]
+    mac = None
     if secret:
-        proof = auth.proof(secret, 1, peerRole, peerName, localName, sessionNonce, peerNonce)
+        proof = auth.proof(secret, 2, peerRole, peerName, localName, sessionNonce, peerNonce, (2,), (2,))
         out.append(frames.encodeFrame(frames.AUTH, {"proof": proof.hex()}))
+        mac = auth.FrameMAC(peerKey(role, peerName, localName, secret, sessionNonce, peerNonce))
+    def seal(frameType: int, message: dict) -> bytes:
+        return frames.encodeFrame(frameType, message, mac=mac)
+
     for seq in range(1, rng.randint(1, 6)):
         kind = rng.choice(("keepalive", "echo", "sessions", "data", "data"))
         if kind == "keepalive":
-            out.append(frames.encodeFrame(frames.KEEPALIVE, {"ts": rng.uniform(0, 100)}))
+            out.append(seal(frames.KEEPALIVE, {"ts": rng.uniform(0, 100)}))
         elif kind == "echo":
-            out.append(frames.encodeFrame(frames.KEEPALIVE_ECHO, {"ts": rng.uniform(0, 100)}))
+            out.append(seal(frames.KEEPALIVE_ECHO, {"ts": rng.uniform(0, 100)}))
         elif kind == "sessions":
-            out.append(frames.encodeFrame(frames.SESSIONS, {"sessions": [
+            out.append(seal(frames.SESSIONS, {"sessions": [
                 {"vserver": "www", "network": "192.0.2.0/24", "service": "svc", "version": seq, "origin": peerName,
                  "ttl": 30.0}]}))
         elif role == "appliance":
-            out.append(rng.choice((
-                frames.encodeFrame(frames.SNAPSHOT, {"seq": seq, "services": {"svc": dict(_METRICS)}}),
-                frames.encodeFrame(frames.DELTA, {"seq": seq + 1, "base_seq": seq, "changes": {"svc": {"load": 7.5}}}),
-                frames.encodeFrame(frames.RTT, {"rtt": {"192.0.2.0/24": 4.0, "2001:db8::/48": 9.5}}),
-            )))
+            out.append(seal(*rng.choice((
+                (frames.SNAPSHOT, {"seq": seq, "services": {"svc": dict(_METRICS)}}),
+                (frames.DELTA, {"seq": seq + 1, "base_seq": seq, "changes": {"svc": {"load": 7.5}}}),
+                (frames.RTT, {"rtt": {"192.0.2.0/24": 4.0, "2001:db8::/48": 9.5}}),
+            ))))
         else:
-            out.append(rng.choice((
-                frames.encodeFrame(frames.RESYNC, {"seq": seq}),
-                frames.encodeFrame(frames.PROBE, {"networks": ["192.0.2.0/24", "2001:db8::/48"]}),
-            )))
+            out.append(seal(*rng.choice((
+                (frames.RESYNC, {"seq": seq}),
+                (frames.PROBE, {"networks": ["192.0.2.0/24", "2001:db8::/48"]}),
+            ))))
     return out
 
 
@@ -1016,12 +1031,17 @@ def mutateFrames(frameList: Sequence[bytes], rng: random.Random, maxFrameSize: i
     return kind, b"".join(stream)
 
 
-def decoderVerdict(stream: bytes, maxFrameSize: int) -> Optional[str]:
-    """The ProtocolError code a reference decoder finds in C{stream} (C{None}: every frame sound)."""
+def decoderVerdict(stream: bytes, maxFrameSize: int, key: Optional[bytes] = None) -> Optional[str]:
+    """
+    The ProtocolError code a reference decoder finds in C{stream} (C{None}:
+    every frame sound); with C{key}, frames after the first AUTH must be
+    sealed with it.
+    """
     decoder = frames.FrameDecoder(maxFrameSize)
     try:
-        for _ in decoder.feed(stream):
-            pass
+        for frameType, _ in decoder.feed(stream):
+            if frameType == frames.AUTH and key is not None and decoder.mac is None:
+                decoder.mac = auth.FrameMAC(key)
     except frames.ProtocolError as e:
         return e.code
     return None
@@ -1096,9 +1116,10 @@ def runMEP(count: int, seed: int, maxFailures: int) -> PartResult:
             transport = StringTransport()
             session.makeConnection(transport)
             sessionNonce = list(frames.FrameDecoder().feed(transport.value()))[0][1]["nonce"]
-            frameList = peerFrames(rng, role, peerName, localName, secret, sessionNonce, auth.newNonce())
+            peerNonce = auth.newNonce()
+            frameList = peerFrames(rng, role, peerName, localName, secret, sessionNonce, peerNonce)
             kind, stream = mutateFrames(frameList, rng, maxFrameSize)
-            verdict = decoderVerdict(stream, maxFrameSize)
+            verdict = decoderVerdict(stream, maxFrameSize, peerKey(role, peerName, localName, secret, sessionNonce, peerNonce))
             began = time.perf_counter()
             escaped = None
             try:

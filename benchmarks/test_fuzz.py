@@ -88,7 +88,10 @@ class MutatorTests(SynchronousTestCase):
         rng = random.Random(4)
         for role in ("appliance", "site"):
             frameList = fuzz.peerFrames(rng, role, "p", "l", b"s", b"\x01" * 32, b"\x02" * 32)
-            self.assertIsNone(fuzz.decoderVerdict(b"".join(frameList), frames.DEFAULT_MAX_FRAME_SIZE))
+            key = fuzz.peerKey(role, "p", "l", b"s", b"\x01" * 32, b"\x02" * 32)
+            self.assertIsNone(fuzz.decoderVerdict(b"".join(frameList), frames.DEFAULT_MAX_FRAME_SIZE, key))
+            if len(frameList) > 2:  # frames after AUTH are sealed: without the key they are not sound
+                self.assertIsNotNone(fuzz.decoderVerdict(b"".join(frameList), frames.DEFAULT_MAX_FRAME_SIZE))
 
     def test_ampDeterministic(self) -> None:
         valid = fuzz.controlBoxes()

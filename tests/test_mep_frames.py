@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from gslb_twisted.mep import frames
+from gslb_twisted.mep import auth, frames
 from gslb_twisted.mep.frames import FrameDecoder, ProtocolError, decodeMessage, encodeFrame
 
 NONCE = "ab" * 32
@@ -102,6 +102,35 @@ class EncodeDecodeTests(SynchronousTestCase):
         self.assertRaises(ProtocolError, list, decoder.feed(raw(99, b"{}")))
         e = self.assertRaises(ProtocolError, list, decoder.feed(encodeFrame(frames.KEEPALIVE, {"ts": 1})))
         self.assertEqual(e.code, "unknown-type")
+
+
+class SealedFrameTests(SynchronousTestCase):
+    """A decoder given a receiving MAC accepts only frames sealed in turn."""
+
+    def setUp(self):
+        key = auth.sessionKey(b"secret", 2, "site", "east", "gslb1", b"s" * 32, b"a" * 32)
+        self.sender, self.decoder = auth.FrameMAC(key), FrameDecoder()
+        self.decoder.mac = auth.FrameMAC(key)
+
+    def test_sealedRoundTrip(self):
+        data = encodeFrame(frames.KEEPALIVE, {"ts": 1}, mac=self.sender) + encodeFrame(frames.KEEPALIVE, {"ts": 2}, mac=self.sender)
+        self.assertEqual(list(self.decoder.feed(data)), [(frames.KEEPALIVE, {"ts": 1.0}), (frames.KEEPALIVE, {"ts": 2.0})])
+
+    def test_tagCountsTowardsTheMaximum(self):
+        """The 16 tag bytes are part of the frame: the encoder's limit includes them."""
+        payload = {"code": "x", "message": "y" * 20}
+        size = len(encodeFrame(frames.ERROR, payload)) - 4
+        encodeFrame(frames.ERROR, payload, size)
+        self.assertRaises(ValueError, encodeFrame, frames.ERROR, payload, size, self.sender)
+
+    def test_shorterThanATag(self):
+        e = self.assertRaises(ProtocolError, list, self.decoder.feed(raw(frames.KEEPALIVE, b"{}")))
+        self.assertEqual(e.code, "bad-mac")
+
+    def test_checkedBeforeParsing(self):
+        """An unsealed frame of an unknown type is bad-mac: nothing unauthenticated is parsed."""
+        e = self.assertRaises(ProtocolError, list, self.decoder.feed(raw(99, b"{}" + b"\0" * 16)))
+        self.assertEqual(e.code, "bad-mac")
 
 
 class ProximityAndSessionFrameTests(SynchronousTestCase):

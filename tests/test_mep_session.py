@@ -6,6 +6,8 @@ a L{StringTransport}; time is a L{Clock}.
 
 from __future__ import annotations
 
+import struct
+
 import os
 
 from twisted.internet import defer, reactor
@@ -132,7 +134,7 @@ class FullSessionTests(SynchronousTestCase):
         p = Pair(self)
         for session in (p.a, p.s):
             self.assertEqual(session.state, "established")
-            self.assertEqual(session.version, 1)
+            self.assertEqual(session.version, 2)
             self.assertEqual(session.authFailures, 0)
         self.assertEqual((p.a.peerName, p.s.peerName), ("east", "gslb1"))
         self.assertEqual((p.a.peerRole, p.s.peerRole), ("site", "appliance"))
@@ -177,12 +179,21 @@ class FullSessionTests(SynchronousTestCase):
 
     def test_versionNegotiation(self):
         """The highest common version is chosen by both ends."""
-        p = Pair(self, {"versions": (1, 2, 3)}, {"versions": (3, 2, 4, 9)})
-        self.assertEqual((p.a.version, p.s.version), (3, 3))
+        p = Pair(self, {"versions": (1, 2)}, {"versions": (2,)})
+        self.assertEqual((p.a.version, p.s.version), (2, 2))
         self.assertEqual(p.a.state, "established")
+        p = Pair(self, {"versions": (1,)}, {"versions": (1, 2)})
+        self.assertEqual((p.a.version, p.s.version), (1, 1))
+        self.assertEqual(p.a.state, "established")
+        self.assertEqual(len(p.appliance.named("snapshot")), 1)
+
+    def test_unknownVersionRefused(self):
+        """A session cannot be made to offer a version it does not speak."""
+        with self.assertRaises(ValueError):
+            makeSession(Clock(), RecordingHandler(), versions=(2, 3))
 
     def test_noCommonVersion(self):
-        p = Pair(self, {"versions": (1, 2)}, {"versions": (3,)})
+        p = Pair(self, {"versions": (1,)}, {"versions": (2,)})
         for handler, session in ((p.appliance, p.a), (p.site, p.s)):
             self.assertEqual(handler.events, [("lost", "error:version-mismatch")])
             self.assertIsNone(session.version)
@@ -287,22 +298,47 @@ class FullSessionTests(SynchronousTestCase):
 class ScriptedPeer:
     """The far end of one session, played by hand on a StringTransport."""
 
-    def __init__(self, session, role="site", name="east", secret=SECRET, versions=(1,)):
+    def __init__(self, session, role="site", name="east", secret=SECRET, versions=(2,)):
         self.session = session
         self.role, self.name, self.secret, self.versions = role, name, secret, versions
+        self.version = max(set(versions) & set(session.versions), default=None)
         self.transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.2", 40000))
         self.decoder = FrameDecoder()
+        self.sendMAC = None
         self.nonce = auth.newNonce()
         session.makeConnection(self.transport)
         self.sessionNonce = self.received()[0][1]["nonce"]
 
+    def sealed(self):
+        return self.secret is not None and self.version is not None and self.version >= auth.SEALED_VERSION
+
     def received(self):
-        out = list(self.decoder.feed(self.transport.value()))
+        """The session's frames so far; those after its AUTH must be sealed."""
+        out = []
+        for frameType, message in self.decoder.feed(self.transport.value()):
+            out.append((frameType, message))
+            if frameType == frames.AUTH and self.sealed():
+                self.decoder.mac = auth.FrameMAC(auth.sessionKey(
+                    self.secret, self.version, self.session.role, self.session.localName, self.name,
+                    self.sessionNonce, self.nonce))
         self.transport.clear()
         return out
 
+    def frame(self, frameType, message):
+        """The bytes of a frame from this peer, sealed once it sent AUTH."""
+        data = encodeFrame(frameType, message, mac=self.sendMAC)
+        if frameType == frames.AUTH and self.sealed():
+            self.sendMAC = auth.FrameMAC(auth.sessionKey(
+                self.secret, self.version, self.role, self.name, self.session.localName, self.nonce, self.sessionNonce))
+        return data
+
     def send(self, frameType, message):
-        self.session.dataReceived(encodeFrame(frameType, message))
+        self.session.dataReceived(self.frame(frameType, message))
+
+    def sendPayload(self, frameType, payload):
+        """A frame of any type byte and payload bytes, sealed like the others."""
+        tag = self.sendMAC.seal(frameType, payload) if self.sendMAC else b""
+        self.session.dataReceived(struct.pack("!IB", 1 + len(payload) + len(tag), frameType) + payload + tag)
 
     def hello(self, **override):
         message = {"versions": list(self.versions), "name": self.name, "role": self.role, "nonce": self.nonce.hex(),
@@ -312,8 +348,8 @@ class ScriptedPeer:
 
     def proof(self, secret=None, verifierNonce=None):
         return auth.proof(
-            secret or self.secret, 1, self.role, self.name, self.session.localName,
-            verifierNonce or self.sessionNonce, self.nonce,
+            secret or self.secret, self.version, self.role, self.name, self.session.localName,
+            verifierNonce or self.sessionNonce, self.nonce, self.versions, self.session.versions,
         ).hex()
 
     def establish(self, check=True):
@@ -374,7 +410,7 @@ class MalformedTests(SynchronousTestCase):
 
     def test_unknownType(self):
         self.peer.establish()
-        self.session.dataReceived(b"\x00\x00\x00\x03\x2a{}")
+        self.peer.sendPayload(0x2A, b"{}")
         self.assertClosedWith("unknown-type")
 
     def test_badJSON(self):
@@ -421,8 +457,11 @@ class MalformedTests(SynchronousTestCase):
         self.assertEqual(other.state, "established")  # genuine in its own session
         # Replayed to this session: refused.
         self.session.dataReceived(recorded)
-        self.assertClosedWith("auth-failed", "auth-failed")
-        self.assertEqual(self.handler.named("authenticated"), [])
+        self.assertEqual(self.session.state, "closed")
+        self.assertTrue(self.peer.transport.disconnecting)
+        self.assertEqual(self.session.authFailures, 1)
+        self.session.connectionLost(None)
+        self.assertEqual(self.handler.events, [("lost", "auth-failed")])
 
     def test_reflectedProof(self):
         """The appliance's own proof sent back to it fails."""
@@ -630,6 +669,185 @@ class WaitingHandler(RecordingHandler):
         return d
 
 
+class Wire:
+    """
+    An appliance and a site session with someone on the path between them:
+    every byte goes through C{deliver}, which the test may alter, drop or
+    replay.
+    """
+
+    def __init__(self, test, applianceKw=None, siteKw=None):
+        self.clock = Clock()
+        self.appliance = RecordingHandler()
+        self.site = RecordingHandler(services=SERVICES)
+        self.a = makeSession(self.clock, self.appliance, "appliance", **(applianceKw or {}))
+        self.s = makeSession(self.clock, self.site, "site", **(siteKw or {}))
+        self.a.direction, self.s.direction = "inbound", "outbound"
+        self.toA = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.2", 40000))
+        self.toS = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 3011))
+        self.a.makeConnection(self.toA)
+        self.s.makeConnection(self.toS)
+        self.flush()
+
+    def frames(self, transport):
+        """The frames written to C{transport} since the last call, as bytes each."""
+        data, out = transport.value(), []
+        transport.clear()
+        while data:
+            (length,) = struct.unpack_from("!I", data)
+            out.append(data[: 4 + length])
+            data = data[4 + length :]
+        return out
+
+    def flush(self):
+        """Deliver everything written so far, both ways, untouched."""
+        while self.toA.value() or self.toS.value():
+            for frame in self.frames(self.toS):
+                self.a.dataReceived(frame)
+            for frame in self.frames(self.toA):
+                self.s.dataReceived(frame)
+
+
+class IntegrityTests(SynchronousTestCase):
+    """
+    From MEP version 2 every frame after AUTH is sealed with a per-session,
+    per-direction key: someone on the path cannot alter, replay, reorder,
+    drop or inject metrics without the session noticing and closing.
+    """
+
+    def setUp(self):
+        self.wire = Wire(self)
+        self.assertEqual((self.wire.a.state, self.wire.s.state), ("established", "established"))
+        self.assertEqual(self.wire.appliance.named("snapshot"), [("snapshot", 1, SERVICES)])
+
+    def assertRefused(self, session, handler, delivered):
+        self.assertEqual(session.state, "closed")
+        self.assertEqual(session.reason, "auth-failed")
+        self.assertEqual(session.authFailures, 1)
+        self.assertEqual(handler.named("delta")[delivered:], [])
+        warned = warnings(session)
+        self.assertEqual(len(warned), 1)
+        self.assertEqual(warned[0]["code"], "bad-mac")
+
+    def test_sealedFramesDeliver(self):
+        """Untouched sealed deltas arrive; each frame carries 16 bytes of tag."""
+        self.wire.s.sendDelta(2, 1, {"east-web": {"connections": 15}})
+        sealed = self.wire.toS.value()
+        self.assertEqual(len(sealed), len(encodeFrame(frames.DELTA, {"seq": 2, "base_seq": 1, "changes": {"east-web": {"connections": 15}}})) + 16)
+        self.wire.flush()
+        self.assertEqual(self.wire.appliance.named("delta"), [("delta", 2, 1, {"east-web": {"connections": 15}})])
+
+    def test_alteredMetric(self):
+        """A metric changed in flight (15 -> 95 connections) is refused, not applied."""
+        self.wire.s.sendDelta(2, 1, {"east-web": {"connections": 15}})
+        (frame,) = self.wire.frames(self.wire.toS)
+        self.assertIn(b'"connections":15', frame)
+        self.wire.a.dataReceived(frame.replace(b'"connections":15', b'"connections":95'))
+        self.assertRefused(self.wire.a, self.wire.appliance, 0)
+
+    def test_replayedFrame(self):
+        """A DELTA recorded and sent again (to undo a later change, say) is refused."""
+        self.wire.s.sendDelta(2, 1, {"east-web": {"state": "DOWN"}})
+        (frame,) = self.wire.frames(self.wire.toS)
+        self.wire.a.dataReceived(frame)
+        self.assertEqual(len(self.wire.appliance.named("delta")), 1)
+        self.wire.a.dataReceived(frame)
+        self.assertRefused(self.wire.a, self.wire.appliance, 1)
+
+    def test_droppedFrame(self):
+        """A frame held back by the path: the next one fails (its counter moved on)."""
+        self.wire.s.sendDelta(2, 1, {"east-web": {"state": "DOWN"}})
+        self.wire.s.sendDelta(3, 2, {"east-web": {"connections": 1}})
+        first, second = self.wire.frames(self.wire.toS)
+        self.wire.a.dataReceived(second)
+        self.assertRefused(self.wire.a, self.wire.appliance, 0)
+
+    def test_reorderedFrames(self):
+        self.wire.s.sendDelta(2, 1, {"east-web": {"state": "DOWN"}})
+        self.wire.s.sendDelta(3, 2, {"east-web": {"connections": 1}})
+        first, second = self.wire.frames(self.wire.toS)
+        self.wire.a.dataReceived(second + first)
+        self.assertRefused(self.wire.a, self.wire.appliance, 0)
+
+    def test_injectedUnsealedFrame(self):
+        """A well-formed frame without a tag, injected after AUTH, is refused."""
+        self.wire.a.dataReceived(encodeFrame(frames.DELTA, {"seq": 2, "base_seq": 1, "changes": {"east-web": {"state": "DOWN"}}}))
+        self.assertRefused(self.wire.a, self.wire.appliance, 0)
+
+    def test_reflectedFrame(self):
+        """The appliance's own sealed KEEPALIVE sent back to it fails (one key per direction)."""
+        self.wire.clock.advance(KEEPALIVE)
+        (keepalive,) = self.wire.frames(self.wire.toA)
+        self.wire.a.dataReceived(keepalive)
+        self.assertRefused(self.wire.a, self.wire.appliance, 0)
+
+    def test_otherSessionsFrame(self):
+        """A sealed frame from another session between the same two ends is refused here."""
+        other = Wire(self)
+        other.s.sendDelta(2, 1, {"east-web": {"state": "DOWN"}})
+        (frame,) = other.frames(other.toS)
+        self.wire.a.dataReceived(frame)
+        self.assertRefused(self.wire.a, self.wire.appliance, 0)
+
+    def handshakeThrough(self, alter, applianceVersions=(2,), siteVersions=(2,)):
+        """A handshake whose HELLOs pass through C{alter} on the path."""
+        clock = Clock()
+        appliance, site = RecordingHandler(), RecordingHandler(services=SERVICES)
+        a = makeSession(clock, appliance, "appliance", versions=applianceVersions)
+        s = makeSession(clock, site, "site", versions=siteVersions)
+        toA, toS = StringTransport(), StringTransport()
+        a.makeConnection(toA)
+        s.makeConnection(toS)
+        helloA, helloS = toA.value(), toS.value()
+        toA.clear(), toS.clear()
+        a.dataReceived(alter(helloS))
+        s.dataReceived(alter(helloA))
+        a.dataReceived(toS.value())
+        s.dataReceived(toA.value())
+        return (a, appliance), (s, site)
+
+    def test_versionsAltered(self):
+        """
+        The versions each end offered are covered by its proof: a path that
+        rewrites a HELLO's list (here [2] -> [2,9], the frame re-framed)
+        makes both ends refuse each other.
+        """
+        def offerMore(frame):
+            payload = frame[5:].replace(b'"versions":[2]', b'"versions":[2,9]')
+            return struct.pack("!IB", 1 + len(payload), frame[4]) + payload
+
+        ends = self.handshakeThrough(offerMore)
+        for session, handler in ends:
+            self.assertEqual(session.version, 2)
+            self.assertEqual(session.state, "closed")
+            self.assertEqual(session.reason, "auth-failed")
+            self.assertEqual(handler.named("authenticated"), [])
+
+    def test_noDowngradeToVersion1(self):
+        """Ends of this project offer only version 2: a HELLO stripped to [1] is refused outright."""
+        ends = self.handshakeThrough(lambda data: data.replace(b'"versions":[2]', b'"versions":[1]'))
+        for session, handler in ends:
+            self.assertEqual(session.state, "closed")
+            self.assertEqual(session.reason, "error:version-mismatch")
+            self.assertEqual(handler.named("authenticated"), [])
+
+    def test_version1Unsealed(self):
+        """Both ends offering only version 1: frames carry no tag (for old peers and tests)."""
+        wire = Wire(self, {"versions": (1,)}, {"versions": (1,)})
+        self.assertEqual(wire.a.version, 1)
+        wire.s.sendDelta(2, 1, {"east-web": {"connections": 15}})
+        self.assertEqual(
+            wire.toS.value(), encodeFrame(frames.DELTA, {"seq": 2, "base_seq": 1, "changes": {"east-web": {"connections": 15}}}))
+
+    def test_withoutSecretUnsealed(self):
+        """Without a secret there is no key: frames go unsealed (closed labs only)."""
+        wire = Wire(self, {"secret": None}, {"secret": None})
+        self.assertEqual((wire.a.state, wire.a.version), ("established", 2))
+        wire.s.sendDelta(2, 1, {"east-web": {"connections": 15}})
+        self.assertEqual(
+            wire.toS.value(), encodeFrame(frames.DELTA, {"seq": 2, "base_seq": 1, "changes": {"east-web": {"connections": 15}}}))
+
+
 class TLSTests(TestCase):
     """A session over a real TLS connection on the loopback interface."""
 
@@ -739,12 +957,12 @@ class ProbeTests(SynchronousTestCase):
     def test_sendProbeBytes(self):
         """sendProbe writes one PROBE frame of the canonical networks, duplicates dropped."""
         self.peer.establish()
-        self.peer.transport.clear()
+        self.peer.received()
         sent = self.session.sendProbe(["198.51.100.0/24", "2001:DB8:1::/48", "198.51.100.0/255.255.255.0", "10.0.0.1"])
         self.assertEqual(sent, 1)
         self.assertEqual(
-            self.peer.transport.value(),
-            encodeFrame(frames.PROBE, {"networks": ["198.51.100.0/24", "2001:db8:1::/48", "10.0.0.1/32"]}),
+            self.peer.received(),
+            [(frames.PROBE, {"networks": ["198.51.100.0/24", "2001:db8:1::/48", "10.0.0.1/32"]})],
         )
 
     def test_sendProbeChunks(self):
@@ -879,9 +1097,9 @@ class SessionsExchangeTests(SynchronousTestCase):
 
     def test_sendSessionsBytes(self):
         self.peer.establish()
-        self.peer.transport.clear()
+        self.peer.received()
         self.assertEqual(self.session.sendSessions([ENTRY]), 1)
-        self.assertEqual(self.peer.transport.value(), encodeFrame(frames.SESSIONS, {"sessions": [dict(ENTRY)]}))
+        self.assertEqual(self.peer.received(), [(frames.SESSIONS, {"sessions": [dict(ENTRY)]})])
 
     def test_sendSessionsNormalises(self):
         """Entries go out checked: network canonical, ttl a float, extra keys dropped."""

@@ -45,8 +45,12 @@ NAMES = {
 
 DEFAULT_MAX_FRAME_SIZE = 1 << 20
 ROLES = ("appliance", "site")
+# The protocol versions this implementation speaks; 2 seals authenticated
+# frames with a per-session MAC (docs/MEP.md, section 3).
+VERSIONS = (1, 2)
 AUTH_MODES = ("hmac-sha256", "none")
 NONCE_SIZE = 32
+TAG_SIZE = 16  # bytes of HMAC-SHA256 that seal a frame from version 2 on (128 bits)
 MAX_SEQ = (1 << 63) - 1
 MAX_NAME = 255
 # Dynamic proximity and persistence exchange (docs/MEP.md, section 2).
@@ -74,18 +78,21 @@ class ProtocolError(Exception):
         return f"{self.code}: {self.message}"
 
 
-def encodeFrame(frameType: int, message: dict, maxFrameSize: int = DEFAULT_MAX_FRAME_SIZE) -> bytes:
+def encodeFrame(frameType: int, message: dict, maxFrameSize: int = DEFAULT_MAX_FRAME_SIZE, mac=None) -> bytes:
     """
-    Encode one frame.
+    Encode one frame; with C{mac} (an L{auth.FrameMAC}, the sending
+    direction's) the frame ends with the tag of the next frame.
 
     @raise ValueError: the frame would be longer than C{maxFrameSize}, or
         C{message} holds a non-finite number.
     """
     payload = json.dumps(message, separators=(",", ":"), allow_nan=False).encode("utf-8")
-    length = len(payload) + 1
+    length = len(payload) + 1 + (TAG_SIZE if mac is not None else 0)
     if length > maxFrameSize:
         raise ValueError(f"{NAMES.get(frameType, frameType)} frame of {length} bytes exceeds the maximum of {maxFrameSize}")
-    return _HEADER.pack(length, frameType) + payload
+    if mac is None:
+        return _HEADER.pack(length, frameType) + payload
+    return _HEADER.pack(length, frameType) + payload + mac.seal(frameType, payload)
 
 
 class FrameDecoder:
@@ -94,10 +101,16 @@ class FrameDecoder:
 
     After a L{ProtocolError} the decoder is spent: every later C{feed}
     raises the same error.
+
+    Set C{mac} (the receiving direction's L{auth.FrameMAC}) between two
+    frames and every later frame must end with its tag (C{bad-mac}
+    otherwise); frames are decoded lazily, so a C{mac} set while handling
+    one frame governs the next even when both arrived in one read.
     """
 
     def __init__(self, maxFrameSize: int = DEFAULT_MAX_FRAME_SIZE) -> None:
         self.maxFrameSize = maxFrameSize
+        self.mac = None
         self._buffer = bytearray()
         self._failed: Optional[ProtocolError] = None
 
@@ -131,12 +144,25 @@ class FrameDecoder:
                 frameType = self._buffer[_LENGTH.size]
                 payload = bytes(self._buffer[_LENGTH.size + 1 : _LENGTH.size + length])
                 del self._buffer[: _LENGTH.size + length]
+                if self.mac is not None:
+                    payload = self._unseal(frameType, payload)
                 message = decodeMessage(frameType, payload)
             except ProtocolError as e:
                 self._failed = e
                 self._buffer.clear()
                 raise
             yield frameType, message
+
+    def _unseal(self, frameType: int, body: bytes) -> bytes:
+        """The payload of a sealed frame whose tag checks, else C{bad-mac}."""
+        number = self.mac.counter
+        if len(body) < TAG_SIZE or not self.mac.check(frameType, body[:-TAG_SIZE], body[-TAG_SIZE:]):
+            raise ProtocolError(
+                "bad-mac",
+                f"frame {number} after AUTH ({NAMES.get(frameType, frameType)}) fails its integrity check: "
+                "altered, replayed, reordered or a frame missing",
+            )
+        return body[:-TAG_SIZE]
 
     def pending(self) -> int:
         """The number of bytes buffered towards an incomplete frame."""

@@ -26,7 +26,8 @@ C{direction}):
     C{probeReceived} calls C{sendRTT}.
   - C{sessionLost(session, reason)} is called exactly once for every
     session whose C{connectionMade} ran.  Reasons: C{"closed"},
-    C{"silent"}, C{"auth-failed"}, C{"refused"}, C{"error:<code>"} (we
+    C{"silent"}, C{"auth-failed"} (a wrong proof, or from version 2 a frame
+    failing its MAC), C{"refused"}, C{"error:<code>"} (we
     found the error), C{"peer-error:<code>"} (the peer sent ERROR).
   - Nothing raised here, nor by the handler, reaches the reactor: a
     handler that raises is logged with its traceback and the session
@@ -59,6 +60,8 @@ CLOSED = "closed"
 # The reason the end that sends ERROR <code> reports (docs/MEP.md, section 3).
 _REASONS = {
     "auth-failed": "auth-failed",
+    # A forged, replayed or reordered frame fails its authentication too.
+    "bad-mac": "auth-failed",
     "wrong-role": "refused",
     "wrong-peer": "refused",
     "unknown-peer": "refused",
@@ -157,12 +160,12 @@ class MEPSession(Protocol):
         handler: Any,
         expectedPeer: Optional[str] = None,
         maxFrameSize: int = frames.DEFAULT_MAX_FRAME_SIZE,
-        versions: tuple[int, ...] = (1,),
+        versions: tuple[int, ...] = (2,),
     ) -> None:
         if role not in frames.ROLES:
             raise ValueError(f"role must be one of {frames.ROLES}, not {role!r}")
-        if not versions or not all(1 <= v <= 255 for v in versions):
-            raise ValueError(f"versions must be integers 1..255, not {versions!r}")
+        if not versions or not set(versions) <= set(frames.VERSIONS):
+            raise ValueError(f"versions must be some of {frames.VERSIONS}, not {versions!r}")
         self.role = role
         self.localName = localName
         self.secret = secret or None
@@ -192,6 +195,8 @@ class MEPSession(Protocol):
         self._tracker = rules.SequenceTracker()
         self._nonce = auth.newNonce()
         self._peerNonce: Optional[bytes] = None
+        self._peerVersions: tuple[int, ...] = ()
+        self._sendMAC: Optional[auth.FrameMAC] = None
         self._awaitingAuth = False
         self._lifeSign = 0.0
         self._keepalive = LoopingCall(self._keepaliveTick)
@@ -237,6 +242,8 @@ class MEPSession(Protocol):
                 if self.state == CLOSED:
                     return
         except ProtocolError as e:
+            if e.code == "bad-mac":
+                self.authFailures = 1
             self._close(e.code, e.message)
         except Exception:
             self.log.failure("MEP session {session}: internal error", session=self._describe())
@@ -422,6 +429,7 @@ class MEPSession(Protocol):
         self.peerName = message["name"]
         self.peerRole = message["role"]
         self._peerNonce = message["nonce"]
+        self._peerVersions = tuple(message["versions"])
         if self.peerRole == self.role:
             raise ProtocolError("wrong-role", f"both ends are {self.role}s")
         if self.expectedPeer is not None and self.peerName != self.expectedPeer:
@@ -439,8 +447,15 @@ class MEPSession(Protocol):
             raise ProtocolError("auth-failed", f"authentication mismatch: we use {mine!r}, the peer {message['auth']!r}")
         if self.secret:
             self._awaitingAuth = True
-            proof = auth.proof(self.secret, self.version, self.role, self.localName, self.peerName, self._peerNonce, self._nonce)
+            proof = auth.proof(
+                self.secret, self.version, self.role, self.localName, self.peerName, self._peerNonce, self._nonce,
+                self.versions, self._peerVersions,
+            )
             self._send(frames.AUTH, {"proof": proof.hex()})
+            if self.version >= auth.SEALED_VERSION:
+                # Everything we send after our AUTH is sealed.
+                self._sendMAC = auth.FrameMAC(auth.sessionKey(
+                    self.secret, self.version, self.role, self.localName, self.peerName, self._nonce, self._peerNonce))
         else:
             self._establish()
 
@@ -455,9 +470,15 @@ class MEPSession(Protocol):
             self.localName,
             self._nonce,
             self._peerNonce,
+            self._peerVersions,
+            self.versions,
         ):
             self.authFailures = 1
             raise ProtocolError("auth-failed", "wrong proof: the peer does not know the shared secret")
+        if self.version >= auth.SEALED_VERSION:
+            # Everything the peer sends after its AUTH must be sealed.
+            self._decoder.mac = auth.FrameMAC(auth.sessionKey(
+                self.secret, self.version, self.peerRole, self.peerName, self.localName, self._peerNonce, self._nonce))
         self._establish()
 
     def _establish(self) -> None:
@@ -535,7 +556,7 @@ class MEPSession(Protocol):
             return False, None
 
     def _send(self, frameType: int, message: dict) -> None:
-        data = frames.encodeFrame(frameType, message, self.maxFrameSize)
+        data = frames.encodeFrame(frameType, message, self.maxFrameSize, self._sendMAC)
         self.framesOut += 1
         self.bytesOut += len(data)
         self.transport.write(data)
