@@ -220,6 +220,8 @@ class ConsoleSubscribers:
         # connection -> its control endpoint, in subscription order.
         self.subscribers: dict[Any, Optional[str]] = {}
         self.sent = 0
+        # Events not sent to a console whose connection's write buffer was full.
+        self.skipped = 0
         self._loop: Optional[LoopingCall] = None
         self._asking = False
 
@@ -254,6 +256,11 @@ class ConsoleSubscribers:
             self._send(connection, event)
 
     def _send(self, connection: Any, event: Mapping[str, Any]) -> None:
+        if getattr(connection, "writeBlocked", False):
+            # A console that does not read: events are for live viewing, so
+            # skipping them bounds what is buffered for it.
+            self.skipped += 1
+            return
         try:
             connection.callRemote(ConsoleEvent, event=dict(event))
             self.sent += 1

@@ -22,7 +22,7 @@ from typing import Callable, Optional, Sequence
 
 from twisted.application.service import MultiService, Service
 from twisted.internet import defer, error
-from twisted.internet.interfaces import IProcessTransport, IPushProducer, IReactorProcess, ITransport
+from twisted.internet.interfaces import IProcessTransport, IReactorProcess, ITransport
 from twisted.internet.protocol import Factory, ProcessProtocol
 from twisted.logger import Logger
 from twisted.protocols import amp
@@ -72,7 +72,7 @@ from gslb_twisted.protocol.commands import (
 )
 from gslb_twisted.protocol.descriptors import CHILD_AMP_IN, CHILD_AMP_OUT, CHILD_TOPOLOGY, FIRST_SOCKET_FD
 from gslb_twisted.protocol.access import GuardedControl
-from gslb_twisted.protocol.garbage import GarbageClosesAMP
+from gslb_twisted.protocol.bounds import STUCK_AFTER, BoundedCallsAMP, TooManyPendingCalls, WriteBacklog
 from gslb_twisted.respawn import RespawnPolicy
 from gslb_twisted.statistics import DNS, rate, statCoreRows, statDNS, statServiceRows, statVServerRows
 
@@ -197,46 +197,7 @@ class _ChildPipeTransport:
         return ("supervisor-pipe", os.getpid())
 
 
-# A core that reads nothing from its pipe for this long (stopped, hung) is
-# ended and respawned: what is relayed to it meanwhile is buffered here.
-STUCK_AFTER = 30.0
-
-
-@implementer(IPushProducer)
-class PipeBacklog:
-    """
-    Told by a core's pipe when its buffer is full (pauseProducing) and when
-    it drained (resumeProducing); full for L{STUCK_AFTER} seconds calls
-    C{stuck}, which bounds what piles up for a core that reads nothing.
-    """
-
-    def __init__(self, clock, stuck: Callable[[], None], after: float = STUCK_AFTER) -> None:
-        self.clock = clock
-        self.stuck = stuck
-        self.after = after
-        self._check = None
-
-    def pauseProducing(self) -> None:
-        if self._check is None:
-            self._check = self.clock.callLater(self.after, self._expired)
-
-    def resumeProducing(self) -> None:
-        self._cancel()
-
-    def stopProducing(self) -> None:
-        self._cancel()
-
-    def _cancel(self) -> None:
-        if self._check is not None and self._check.active():
-            self._check.cancel()
-        self._check = None
-
-    def _expired(self) -> None:
-        self._check = None
-        self.stuck()
-
-
-class CoreConnection(GarbageClosesAMP):
+class CoreConnection(BoundedCallsAMP):
     """
     The supervisor's AMP conversation with one core.
     """
@@ -334,7 +295,7 @@ class CoreProcessProtocol(ProcessProtocol):
         # fills): what the hub relays to it then piles up here.
         writer = getattr(self.transport, "pipes", {}).get(CHILD_AMP_IN)
         if writer is not None and hasattr(writer, "registerProducer"):
-            writer.registerProducer(PipeBacklog(self.monitor.reactor, lambda: self.monitor.stuck(self.slot)), True)
+            writer.registerProducer(WriteBacklog(self.monitor.reactor, lambda: self.monitor.stuck(self.slot)), True)
 
     def childConnectionLost(self, childFD: int) -> None:
         if childFD in (CHILD_AMP_IN, CHILD_AMP_OUT):
@@ -1065,6 +1026,8 @@ class CoreMonitor(Service):
                 raise BadValue(_message(failure.value))
             if failure.check(defer.TimeoutError, defer.CancelledError):
                 raise CoreUnavailable(f"core {core} did not answer within {timeout:g}s")
+            if failure.check(TooManyPendingCalls):
+                raise CoreUnavailable(f"core {core} is not answering: {_message(failure.value)}")
             if failure.check(amp.RemoteAmpError):
                 raise CoreUnavailable(f"core {core} failed: {_message(failure.value)}")
             raise CoreUnavailable(f"core {core} ended before it answered")

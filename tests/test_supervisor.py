@@ -827,6 +827,30 @@ class InspectionCommandTests(ControlFixture, SynchronousTestCase):
         self.assertEqual(str(self.failureResultOf(d, CoreUnavailable).value),
                          f"core 0 did not answer within {RESOLVE_TIMEOUT:g}s")
 
+    def test_resolveCoreOwesTooManyAnswers(self):
+        """
+        A core that answers nothing (stopped) is not asked without bound:
+        past its quota of outstanding calls, a console's question fails at
+        once, and timed-out questions still count until the core answers.
+        """
+        self.makeControl()
+        connection = self.monitor.slots[0].protocol.connection
+        connection.maxPendingCalls = 2
+        for _ in range(2):
+            d = self.control.resolve("www.test.gslb")
+            self.reactor.advance(RESOLVE_TIMEOUT)
+            self.failureResultOf(d, CoreUnavailable)
+        self.assertEqual(connection.pendingCalls, 2)
+        d = self.control.resolve("www.test.gslb")
+        self.assertIn("core 0 is not answering", str(self.failureResultOf(d, CoreUnavailable).value))
+        self.assertEqual(len(asked(self.spawned[0], CoreResolve)), 2)
+        # The core wakes up and answers what it owes: questions flow again.
+        for box in asked(self.spawned[0], CoreResolve):
+            answer(self.spawned[0], box, result=b"{}")
+        self.assertEqual(connection.pendingCalls, 0)
+        self.control.resolve("www.test.gslb")
+        self.assertEqual(len(asked(self.spawned[0], CoreResolve)), 3)
+
     def test_resolveCoreErrors(self):
         self.makeControl()
         d = self.control.resolve("www.test.gslb")

@@ -32,7 +32,7 @@ from gslb_twisted.protocol.commands import (
     MasterChanged,
     Publish,
 )
-from gslb_twisted.protocol.garbage import GarbageClosesAMP
+from gslb_twisted.protocol.bounds import BoundedCallsAMP
 
 # Largest DNS message a UDP read accepts (EDNS allows up to 65,535).
 MAX_UDP_READ = 65535
@@ -197,7 +197,7 @@ def _hostPort(port) -> str:
     return f"{address.host}:{address.port}"
 
 
-class SupervisorLink(GarbageClosesAMP):
+class SupervisorLink(BoundedCallsAMP):
     """
     The core's end of its AMP pipes to the supervisor.  When the
     supervisor goes away (even killed), the pipe closes and the core stops:

@@ -17,7 +17,7 @@ from twisted.internet import defer
 from twisted.internet.address import UNIXAddress
 
 from gslb_twisted.protocol.commands import Authenticate, Unauthenticated
-from gslb_twisted.protocol.garbage import GarbageClosesAMP
+from gslb_twisted.protocol.bounds import STUCK_AFTER, BoundedCallsAMP, WriteBacklog
 
 _CREDENTIALS = struct.Struct("3i")
 
@@ -34,11 +34,16 @@ def peerUID(transport) -> Optional[int]:
     return uid
 
 
-class GuardedControl(GarbageClosesAMP):
+class GuardedControl(BoundedCallsAMP):
     """
     A control endpoint's AMP protocol: garbage ends the conversation; a
     peer of another uid on a unix socket is disconnected; over TCP, any
     command before a right L{Authenticate} closes the connection.
+
+    A console that does not read what it is sent is not buffered for
+    without end: while its connection's write buffer is full its commands
+    are not read (back-pressure) and its events are skipped
+    (C{writeBlocked}); full for L{STUCK_AFTER} seconds, it is disconnected.
 
     @param token: the token a non-unix connection must present; C{None}
         asks for none (unix sockets only, as twistd enforces; tests).
@@ -54,6 +59,9 @@ class GuardedControl(GarbageClosesAMP):
 
     def connectionMade(self) -> None:
         super().connectionMade()
+        self.backlog = WriteBacklog(
+            self._reactor(), self._stuck, paused=self.transport.pauseProducing, resumed=self.transport.resumeProducing)
+        self.transport.registerProducer(self.backlog, True)
         if isinstance(self.transport.getHost(), UNIXAddress):
             # Its file mode and the peer's uid (below) stand for a token.
             self.authenticated = True
@@ -65,6 +73,26 @@ class GuardedControl(GarbageClosesAMP):
                 uid=uid, owner=os.getuid(),
             )
             self.transport.loseConnection()
+
+    @property
+    def writeBlocked(self) -> bool:
+        """Whether the peer's unread data fills the write buffer now."""
+        backlog = getattr(self, "backlog", None)
+        return backlog is not None and backlog.blocked
+
+    def _reactor(self):
+        if self._clock is not None:
+            return self._clock
+        from twisted.internet import reactor
+
+        return reactor
+
+    def _stuck(self) -> None:
+        self.garbageLog.warn(
+            "Closing a control connection from {peer}: it read nothing for {after:g} s",
+            peer=self.describePeer(), after=STUCK_AFTER,
+        )
+        self.transport.abortConnection()
 
     def locateResponder(self, name: bytes):
         if self.authenticated or name == Authenticate.commandName:
@@ -86,9 +114,6 @@ class GuardedControl(GarbageClosesAMP):
             self.authenticated = True
             return {}
         self.garbageLog.warn("Refusing a control connection from {peer}: wrong token", peer=self.describePeer())
-        clock = self._clock
-        if clock is None:
-            from twisted.internet import reactor as clock
         # After the error answer is written.
-        clock.callLater(0, self.transport.loseConnection)
+        self._reactor().callLater(0, self.transport.loseConnection)
         raise Unauthenticated("wrong control token")
