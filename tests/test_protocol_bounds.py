@@ -177,3 +177,25 @@ class ControlBacklogTests(SynchronousTestCase):
         self.clock.advance(1)
         self.assertTrue(self.transport.disconnected)  # aborted: it would never drain
         self.consoles.stop()
+
+
+class CoreLinkQuotaTests(SynchronousTestCase):
+    def test_quotaGrowsWithSites(self):
+        """
+        A core at a thousand sites asks the hub for a thousand claims at
+        start, all at once: its link's quota allows them (regression: a
+        fixed quota of 256 refused claims and closed the sessions).
+        """
+        from types import SimpleNamespace
+
+        from gslb_twisted.core.service import SupervisorLink
+        from gslb_twisted.protocol.commands import ClaimSite
+
+        forwarder = SimpleNamespace(attach=lambda send: None, detach=lambda: None)
+        link = SupervisorLink(SimpleNamespace(link=None), forwarder, onLost=lambda: None, sites=1000)
+        link.makeConnection(StringTransport())
+        claims = [link.callRemote(ClaimSite, site=f"site-{i}", takeover=True) for i in range(1000)]
+        self.assertEqual(link.refusedCalls, 0)
+        self.assertEqual(link.pendingCalls, 1000)
+        for d in claims:
+            self.assertNoResult(d)

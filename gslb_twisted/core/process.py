@@ -164,7 +164,8 @@ def serve(options: CoreOptions, topology: Topology) -> int:
         if reactor.running:
             reactor.stop()
 
-    StandardIO(SupervisorLink(core, forwarder, supervisorGone), CHILD_AMP_IN, CHILD_AMP_OUT, reactor=reactor)
+    link = SupervisorLink(core, forwarder, supervisorGone, sites=len(topology.sites))
+    StandardIO(link, CHILD_AMP_IN, CHILD_AMP_OUT, reactor=reactor)
 
     def start() -> None:
         # Ctrl-C at a terminal reaches the whole process group: a core is

@@ -32,7 +32,7 @@ from gslb_twisted.protocol.commands import (
     MasterChanged,
     Publish,
 )
-from gslb_twisted.protocol.bounds import BoundedCallsAMP
+from gslb_twisted.protocol.bounds import MAX_PENDING_CALLS, BoundedCallsAMP
 
 # Largest DNS message a UDP read accepts (EDNS allows up to 65,535).
 MAX_UDP_READ = 65535
@@ -206,11 +206,16 @@ class SupervisorLink(BoundedCallsAMP):
 
     log = Logger()
 
-    def __init__(self, core: CoreService, forwarder: CoreLogForwarder, onLost: Callable[[], None]) -> None:
+    def __init__(
+        self, core: CoreService, forwarder: CoreLogForwarder, onLost: Callable[[], None], sites: int = 0
+    ) -> None:
         super().__init__()
         self.core = core
         self.forwarder = forwarder
         self.onLost = onLost
+        # A core legitimately awaits one claim per site at once (a thousand
+        # sites connecting at start): the quota grows with the topology.
+        self.maxPendingCalls = MAX_PENDING_CALLS + 2 * sites
         core.link = self
 
     def connectionMade(self) -> None:
