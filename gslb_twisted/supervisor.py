@@ -1245,6 +1245,8 @@ class ControlProtocol(GuardedControl):
 
         def merge(byCore: dict) -> dict:
             if not byCore:
+                if self.monitor.servingCores():
+                    raise CoreUnavailable(f"no core answered within {STATUS_TIMEOUT:g}s")
                 raise CoreUnavailable("no core is serving")
             fallback = byCore[min(byCore)]
             rows = []

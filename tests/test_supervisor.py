@@ -443,6 +443,7 @@ from gslb_twisted.protocol.commands import (  # noqa: E402
 from gslb_twisted.supervisor import (  # noqa: E402
     APPLY_TIMEOUT,
     RESOLVE_TIMEOUT,
+    STATUS_TIMEOUT,
     ControlProtocol,
     checkLBMethod,
     checkService,
@@ -789,6 +790,14 @@ class InspectionCommandTests(ControlFixture, SynchronousTestCase):
         self.makeControl(serving=())
         self.assertEqual(str(self.failureResultOf(self.control.showVServers(), CoreUnavailable).value),
                          "no core is serving")
+
+    def test_noCoreAnsweredInTime(self):
+        """Serving cores too busy to answer are not reported as absent."""
+        self.makeControl()
+        d = self.control.showSites()
+        self.reactor.advance(STATUS_TIMEOUT)
+        self.assertEqual(str(self.failureResultOf(d, CoreUnavailable).value),
+                         f"no core answered within {STATUS_TIMEOUT:g}s")
 
     def test_resolveOnLowestServingCore(self):
         self.makeControl(serving=(1,))
