@@ -47,7 +47,7 @@ from benchmarks.dns_qps import machine, renderTable
 from benchmarks.propagation_sites import APPLIANCE_IP, EmulatedSite, makeSites, topologyToml, walkTick
 from benchmarks.servers import REPO, GslbServer, ServerError
 from gslb_twisted.metrics import UP, MetricTable
-from gslb_twisted.protocol.commands import Deliver, Publish, ShowConsistency, ShowMEP, ShowMetrics, ShowSites
+from gslb_twisted.protocol.commands import CoreUnavailable, Deliver, Publish, ShowConsistency, ShowMEP, ShowMetrics, ShowSites
 
 RESULTS = os.path.join(REPO, "benchmarks", "results")
 TOPIC_DELTA = "metrics.delta"  # as gslb_twisted.core.gslb publishes them
@@ -323,6 +323,21 @@ class Appliance:
         return None
 
 
+async def _settledMasters(control: Control, cores: int, names: set):
+    """The master core of each site once all are UP at one version on every core, else why not (str)."""
+    rows = {row["name"]: row for row in await control.sites() if row["name"] in names}
+    down = [name for name in sorted(names) if rows.get(name, {}).get("state") != UP
+            or rows.get(name, {}).get("master_core") is None]
+    if down:
+        return f"{len(down)} site(s) not UP with a master on the appliance (e.g. {down[0]}: {rows.get(down[0])})"
+    result, _, _ = await control.consistency()
+    disagree = [name for name in sorted(names) if agreedVersion(siteVersions(result, name), cores) is None]
+    if not disagree:
+        return {name: rows[name]["master_core"] for name in sorted(names)}
+    return (f"{len(disagree)} site(s) not at one version on all {cores} cores "
+            f"(e.g. {disagree[0]}: {siteVersions(result, disagree[0])})")
+
+
 async def waitForSites(reactor, appliance: Appliance, control: Control, sites: Sequence[EmulatedSite],
                        deadline: float) -> Dict[str, int]:
     """
@@ -343,19 +358,17 @@ async def waitForSites(reactor, appliance: Appliance, control: Control, sites: S
         if pending:
             last = f"{len(pending)} site(s) without an established MEP session (e.g. {pending[0]})"
         else:
-            rows = {row["name"]: row for row in await control.sites() if row["name"] in names}
-            down = [name for name in sorted(names) if rows.get(name, {}).get("state") != UP
-                    or rows.get(name, {}).get("master_core") is None]
-            if down:
-                last = f"{len(down)} site(s) not UP with a master on the appliance (e.g. {down[0]}: {rows.get(down[0])})"
-            else:
-                result, _, _ = await control.consistency()
-                disagree = [name for name in sorted(names)
-                            if agreedVersion(siteVersions(result, name), appliance.cores) is None]
-                if not disagree:
-                    return {name: rows[name]["master_core"] for name in sorted(names)}
-                last = (f"{len(disagree)} site(s) not at one version on all {appliance.cores} cores "
-                        f"(e.g. {disagree[0]}: {siteVersions(result, disagree[0])})")
+            try:
+                settled = await _settledMasters(control, appliance.cores, names)
+            except CoreUnavailable as e:
+                # Cores busy taking a thousand sites on may outlast a show
+                # command's timeout: ask again, within the deadline.
+                last = f"the appliance did not answer: {e}"
+                settled = None
+            if isinstance(settled, dict):
+                return settled
+            if settled is not None:
+                last = settled
         await sleep(reactor, 0.2)
     raise BenchError(f"the sites did not settle within {deadline:.0f} s: {last}")
 
