@@ -10,6 +10,7 @@ snapshots and deltas only from the master it knows, in sequence.
 from __future__ import annotations
 
 import copy
+from sys import intern
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Optional
@@ -54,10 +55,23 @@ def diffServices(old: Mapping[str, Mapping[str, Any]], new: Mapping[str, Mapping
     return changes
 
 
+def ownServices(services: Mapping[str, Mapping[str, Any]]) -> Services:
+    """
+    A table's own copy of C{services} (as decoded from a message): one dict
+    per service, keyed by the interned name, so that 20,000 services share
+    their names with the topology instead of holding a copy each.
+    """
+    return {intern(name): dict(values) for name, values in services.items()}
+
+
 def applyServiceChanges(services: Services, changes: Mapping[str, Mapping[str, Any]]) -> None:
     """Apply C{changes} (as L{diffServices} makes them) to C{services} in place."""
     for name, metrics in changes.items():
-        services.setdefault(name, {}).update(metrics)
+        known = services.get(name)
+        if known is None:
+            services[intern(name)] = dict(metrics)
+        else:
+            known.update(metrics)
 
 
 @dataclass
@@ -108,7 +122,7 @@ class SiteMetrics:
             "seq": self.seq,
             "state": self.state,
             "rtt": self.rtt,
-            "services": copy.deepcopy(self.services),
+            "services": ownServices(self.services),
             "probes": dict(self.probes),
             "updated_at": self.updatedAt,
             "lagging": copy.deepcopy(self.lagging),
@@ -235,7 +249,7 @@ class MetricTable:
         metrics.seq = snapshot["seq"]
         metrics.state = snapshot["state"]
         metrics.rtt = snapshot["rtt"]
-        metrics.services = copy.deepcopy(snapshot["services"])
+        metrics.services = ownServices(snapshot["services"])
         metrics.probes = dict(snapshot.get("probes") or {})
         metrics.probesVersion += 1
         metrics.updatedAt = snapshot.get("updated_at")

@@ -669,6 +669,29 @@ class WaitingHandler(RecordingHandler):
         return d
 
 
+class CollectionTests(SynchronousTestCase):
+    def test_closedSessionFreedAtOnce(self):
+        """
+        A closed session is freed by reference counting, not left for the
+        cyclic collector (a thousand refused sessions at start were
+        megabytes of garbage per core).
+        """
+        import gc
+        import weakref
+
+        clock = Clock()
+        session = makeSession(clock, RecordingHandler(), "appliance")
+        peer = ScriptedPeer(session)
+        peer.establish()
+        session.close("shutdown", "test")
+        session.connectionLost(None)
+        freed = weakref.ref(session)
+        gc.disable()
+        self.addCleanup(gc.enable)
+        del session, peer
+        self.assertIsNone(freed())
+
+
 class Wire:
     """
     An appliance and a site session with someone on the path between them:

@@ -199,8 +199,10 @@ class MEPSession(Protocol):
         self._sendMAC: Optional[auth.FrameMAC] = None
         self._awaitingAuth = False
         self._lifeSign = 0.0
-        self._keepalive = LoopingCall(self._keepaliveTick)
-        self._keepalive.clock = clock
+        # Made on connection, dropped on close: a LoopingCall of a bound
+        # method is a reference cycle, and a thousand sites' sessions closed
+        # at start were megabytes waiting for the cyclic collector.
+        self._keepalive: Optional[LoopingCall] = None
         self._silence = None
         self._abort = None
         self._connected = False
@@ -211,6 +213,8 @@ class MEPSession(Protocol):
     def connectionMade(self) -> None:
         self._connected = True
         self._lifeSign = self.clock.seconds()
+        self._keepalive = LoopingCall(self._keepaliveTick)
+        self._keepalive.clock = self.clock
         self._keepalive.start(self.keepaliveInterval, now=False)
         self._armSilence()
         try:
@@ -608,8 +612,10 @@ class MEPSession(Protocol):
             self._armSilence()
 
     def _stopTimers(self) -> None:
-        if self._keepalive.running:
-            self._keepalive.stop()
+        if self._keepalive is not None:
+            if self._keepalive.running:
+                self._keepalive.stop()
+            self._keepalive = None
         if self._silence is not None and self._silence.active():
             self._silence.cancel()
         self._silence = None
