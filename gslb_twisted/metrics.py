@@ -10,7 +10,6 @@ snapshots and deltas only from the master it knows, in sequence.
 from __future__ import annotations
 
 import copy
-from sys import intern
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Optional
@@ -55,23 +54,47 @@ def diffServices(old: Mapping[str, Mapping[str, Any]], new: Mapping[str, Mapping
     return changes
 
 
-def ownServices(services: Mapping[str, Mapping[str, Any]]) -> Services:
+def _sameName(name: str) -> str:
+    return name
+
+
+def ownServices(
+    services: Mapping[str, Mapping[str, Any]], canonical: Callable[[str], str] = _sameName
+) -> Services:
     """
     A table's own copy of C{services} (as decoded from a message): one dict
-    per service, keyed by the interned name, so that 20,000 services share
-    their names with the topology instead of holding a copy each.
+    per service, keyed by C{canonical(name)} -- on a core, the topology's
+    own string, so that 20,000 services do not hold a second copy of their
+    names -- with one string object per state.
     """
-    return {intern(name): dict(values) for name, values in services.items()}
+    return {canonical(name): _own(values) for name, values in services.items()}
 
 
-def applyServiceChanges(services: Services, changes: Mapping[str, Mapping[str, Any]]) -> None:
+# One string object for each state, whatever message a value came from.
+_STATES = {UP: UP, DOWN: DOWN}
+
+
+def _own(values: Mapping[str, Any]) -> dict[str, Any]:
+    copy = dict(values)
+    state = copy.get("state")
+    if state is not None:
+        copy["state"] = _STATES.get(state, state)
+    return copy
+
+
+def applyServiceChanges(
+    services: Services, changes: Mapping[str, Mapping[str, Any]], canonical: Callable[[str], str] = _sameName
+) -> None:
     """Apply C{changes} (as L{diffServices} makes them) to C{services} in place."""
     for name, metrics in changes.items():
         known = services.get(name)
         if known is None:
-            services[intern(name)] = dict(metrics)
+            services[canonical(name)] = _own(metrics)
         else:
             known.update(metrics)
+            state = metrics.get("state")
+            if state is not None:
+                known["state"] = _STATES.get(state, state)
 
 
 @dataclass
@@ -147,7 +170,17 @@ class MetricTable:
     @ivar gaps: deltas that did not follow on from our seq.
     """
 
-    def __init__(self, sites: Iterable[str], clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        sites: Iterable[str],
+        clock: Callable[[], float] = time.monotonic,
+        canonical: Callable[[str], str] = _sameName,
+    ) -> None:
+        """
+        @param canonical: the string object to keep for a service's name
+            (the topology's, on a core).
+        """
+        self.canonical = canonical
         self.sites: dict[str, SiteMetrics] = {name: SiteMetrics(name) for name in sites}
         self.clock = clock
         self.staleRejected = 0
@@ -210,7 +243,7 @@ class MetricTable:
                     changed = {key: value for key, value in values.items() if before.get(key) != value}
                     if changed or name not in metrics.services:
                         serviceChanges[name] = changed
-            applyServiceChanges(metrics.services, serviceChanges)
+            applyServiceChanges(metrics.services, serviceChanges, self.canonical)
             if serviceChanges:
                 change["services"] = serviceChanges
         if lagging is not None and lagging != metrics.lagging:
@@ -249,7 +282,7 @@ class MetricTable:
         metrics.seq = snapshot["seq"]
         metrics.state = snapshot["state"]
         metrics.rtt = snapshot["rtt"]
-        metrics.services = ownServices(snapshot["services"])
+        metrics.services = ownServices(snapshot["services"], self.canonical)
         metrics.probes = dict(snapshot.get("probes") or {})
         metrics.probesVersion += 1
         metrics.updatedAt = snapshot.get("updated_at")
@@ -276,7 +309,7 @@ class MetricTable:
             _updateProbes(metrics, change["probes"])
         for name in change.get("removed", ()):
             metrics.services.pop(name, None)
-        applyServiceChanges(metrics.services, change.get("services", {}))
+        applyServiceChanges(metrics.services, change.get("services", {}), self.canonical)
         if "lagging" in change:
             metrics.lagging = copy.deepcopy(change["lagging"])
         metrics.seq = delta["seq"]

@@ -8,6 +8,8 @@ metric changes and message deliveries.
 
 from __future__ import annotations
 
+import json
+
 import copy
 from collections import deque
 from dataclasses import dataclass
@@ -262,6 +264,32 @@ class MetricTableMasterTests(SynchronousTestCase):
         )
         snapshot["services"]["web"]["connections"] = 7
         self.assertEqual(self.table["east"].services, {"web": {"connections": 1}})
+
+
+class SharedStringsTests(SynchronousTestCase):
+    """
+    What a core keeps of 20,000 services' reports shares its strings: the
+    names are the topology's own objects, each state one object, whatever
+    message (decoded JSON) they came in.
+    """
+
+    def test_namesAndStatesShared(self) -> None:
+        known = {"east-web": "east-web"}  # stands for the topology's strings
+        table = MetricTable(["east"], clock=lambda: 0.0, canonical=lambda name: known.get(name, name))
+        table.beginEpoch("east", 1)
+        decoded = json.loads(json.dumps({"east-web": {"state": "UP"}, "east-new": {"state": "DOWN"}}))
+        table.recordAsMaster("east", state=UP, services=decoded)
+        follower = MetricTable(["east"], clock=lambda: 0.0, canonical=lambda name: known.get(name, name))
+        snapshot = json.loads(json.dumps(table["east"].snapshot()))
+        self.assertTrue(follower.applySnapshot(snapshot, (0, 1), 0))
+        for metrics in (table["east"], follower["east"]):
+            (name,) = [n for n in metrics.services if n == "east-web"]
+            self.assertIs(name, known["east-web"])
+            self.assertIs(metrics.services["east-web"]["state"], UP)
+            self.assertIs(metrics.services["east-new"]["state"], DOWN)
+        delta = json.loads(json.dumps({"east-web": {"state": "DOWN"}}))
+        applyServiceChanges(follower["east"].services, delta)
+        self.assertIs(follower["east"].services["east-web"]["state"], DOWN)
 
 
 class LaggingValueTests(SynchronousTestCase):

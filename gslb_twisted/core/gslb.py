@@ -205,6 +205,17 @@ def loadLocations(topology: Topology) -> Optional[LocationDB]:
     return None if path is None else LocationDB.fromCSV(path)
 
 
+def _topologyName(topology: Topology) -> Callable[[str], str]:
+    """A service's name as the topology's own string object (a name it does not know, as given)."""
+    serviceByName = topology.serviceByName
+
+    def canonical(name: str) -> str:
+        service = serviceByName.get(name)
+        return name if service is None else service.name
+
+    return canonical
+
+
 @implementer(IMEPHandler)
 class ApplianceSessionHandler:
     """
@@ -323,7 +334,7 @@ class CoreGSLB:
         appliance = topology.appliance
         self.metricsInterval = appliance.metrics_interval
         self.deadInterval = appliance.dead_interval
-        self.table = MetricTable(site.name for site in topology.sites)
+        self.table = MetricTable((site.name for site in topology.sites), canonical=_topologyName(topology))
         self.view = MastershipView()
         self.mastered: dict[str, Mastery] = {}
         self.sessions: list = []
