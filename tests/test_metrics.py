@@ -35,6 +35,7 @@ from gslb_twisted.metrics import (
     STALE,
     UP,
     MetricTable,
+    ServiceReport,
     applyServiceChanges,
     diffServices,
 )
@@ -264,6 +265,39 @@ class MetricTableMasterTests(SynchronousTestCase):
         )
         snapshot["services"]["web"]["connections"] = 7
         self.assertEqual(self.table["east"].services, {"web": {"connections": 1}})
+
+
+class ServiceReportTests(SynchronousTestCase):
+    """One service's report as a core keeps it: a mapping, in a third of a dict's memory."""
+
+    def test_mapping(self) -> None:
+        report = ServiceReport({"state": "UP", "connections": 3, "load": 1.5})
+        self.assertEqual(report, {"state": "UP", "connections": 3, "load": 1.5})
+        self.assertEqual((report["connections"], report.get("packets"), report.get("packets", 0)), (3, None, 0))
+        self.assertRaises(KeyError, lambda: report["packets"])
+        self.assertEqual(("load" in report, "packets" in report, "keys" in report), (True, False, False))
+        self.assertEqual(list(report), ["state", "connections", "load"])
+        self.assertEqual({**report, "name": "web"}, {"state": "UP", "connections": 3, "load": 1.5, "name": "web"})
+        self.assertEqual(json.dumps(report.copy(), sort_keys=True), '{"connections": 3, "load": 1.5, "state": "UP"}')
+        report.update({"connections": 4, "monitor": "DOWN"})
+        self.assertEqual(report.pop("monitor"), "DOWN")
+        self.assertEqual(report.pop("monitor", None), None)
+        self.assertRaises(KeyError, report.pop, "monitor")
+        self.assertEqual(dict(report.items()), {"state": "UP", "connections": 4, "load": 1.5})
+
+    def test_otherMetrics(self) -> None:
+        """A metric an SNMP metric table defines (say cpu) is kept too."""
+        report = ServiceReport({"state": "UP", "cpu": 42.0})
+        self.assertEqual(report["cpu"], 42.0)
+        self.assertEqual(report, {"state": "UP", "cpu": 42.0})
+        del report["cpu"]
+        self.assertEqual(len(report), 1)
+
+    def test_smallerThanADict(self) -> None:
+        import sys
+
+        values = {"state": "UP", "connections": 3, "response_time": 1.5, "bandwidth": 2.0, "packets": 4, "load": 5.0}
+        self.assertLess(sys.getsizeof(ServiceReport(values)) * 2, sys.getsizeof(dict(values)))
 
 
 class SharedStringsTests(SynchronousTestCase):
