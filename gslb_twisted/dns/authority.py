@@ -94,7 +94,6 @@ class AnswerBook:
         self.addressOf = addressOf
         self.limit = limit
         self.services: list[tuple[str, ...]] = []
-        self.addresses: list[tuple[str, ...]] = []
         self.templates: list[bytes] = []
         self.counts: list[int] = []
         # How often each answer was given (the hot path adds 1), and what
@@ -111,12 +110,15 @@ class AnswerBook:
         addresses = tuple(self.addressOf[name] for name in services)
         index = len(self.services)
         self.services.append(services)
-        self.addresses.append(addresses)
         self.templates.append(answerSection(self.rdtype, self.ttl, addresses))
         self.counts.append(len(addresses))
         self.hits.append(0)
         self._index[services] = index
         return index
+
+    def addressesAt(self, index: int) -> tuple[str, ...]:
+        """The addresses of answer C{index} (the slow path's; the fast path has its template)."""
+        return tuple(self.addressOf[name] for name in self.services[index])
 
     def answersPerService(self) -> dict[str, int]:
         """How often each service was in an answer (cumulative)."""
@@ -137,7 +139,7 @@ class AnswerBook:
         # New lists: a fast plan still holding the old ones stays valid.
         self.retired = self.answersPerService()
         self.retiredHits = self.totalHits()
-        self.services, self.addresses, self.templates, self.counts, self.hits = [], [], [], [], []
+        self.services, self.templates, self.counts, self.hits = [], [], [], []
         self._index = {}
 
 
@@ -652,7 +654,7 @@ class Authority:
                     index = vserver.choose(rdtype, clientAddress)
                     book.hits[index] += 1
                     self.slowBookHits[rdtype] = self.slowBookHits.get(rdtype, 0) + 1
-                    chosen = book.addresses[index]
+                    chosen = book.addressesAt(index)
                     answer.extend(
                         RR(owner, rdtype, CLASS_IN, vserver.ttl, _rdata(*addressRdata(address)))
                         for address in chosen
