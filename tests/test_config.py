@@ -987,6 +987,12 @@ class CompiledTopologyTests(SynchronousTestCase):
             read.siteByName["elsewhere"] = None
         site = read.sites[0]
         self.assertEqual(read.metricsOf(site), topology.metricsOf(topology.sites[0]))
+        # The lookups name the very objects of the lists (one object per service).
+        for service in read.services:
+            self.assertIs(read.serviceByName[service.name], service)
+        for vserver in read.vservers:
+            self.assertIs(read.vserverByName[vserver.name], vserver)
+        self.assertIs(read.siteByName[site.name], site)
 
     def test_offsetUntouched(self):
         """Every core reads the one descriptor: reading neither needs nor moves its offset."""
