@@ -138,6 +138,7 @@ RTT_SHARE_INTERVALS = 10
 def familiesOf(topology: Topology) -> dict[str, frozenset]:
     """The record types each vserver, with its backup chain, has services for."""
     found = {}
+    shared: dict[frozenset, frozenset] = {}  # a thousand vservers, a few distinct sets
     for vserver in topology.vservers:
         types = set()
         current, seen = vserver, set()
@@ -146,7 +147,7 @@ def familiesOf(topology: Topology) -> dict[str, frozenset]:
             for binding in current.services:
                 types.add(1 if topology.serviceByName[binding.name].family == 4 else 28)
             current = topology.vserverByName.get(current.backup_vserver) if current.backup_vserver else None
-        found[vserver.name] = frozenset(types)
+        found[vserver.name] = shared.setdefault(frozenset(types), frozenset(types))
     return found
 
 

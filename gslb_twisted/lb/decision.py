@@ -276,7 +276,12 @@ def metricsRead(name: str, vservers: Mapping[str, VServer]) -> frozenset:
             elif spill.method == "BANDWIDTH":
                 reads.add("bandwidth")
         current = vservers.get(current.backup_vserver) if current.backup_vserver else None
-    return frozenset(reads)
+    reads = frozenset(reads)
+    # A thousand vservers read a few distinct sets: keep one object of each.
+    return _SHARED_READS.setdefault(reads, reads)
+
+
+_SHARED_READS: dict[frozenset, frozenset] = {}
 
 
 def _fresh(candidate: Candidate, topology: Topology, table: MetricTable, now: float, deadInterval: float) -> bool:
