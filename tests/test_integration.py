@@ -164,6 +164,34 @@ class ApplianceTests(TestCase):
         await poll(refusalCounted, what="the refused connection in stat dns")
         self.assertIn("Refusing DNS TCP connections from 127.0.0.1", appliance.output)
 
+    async def test_mepListenerAdmitsOnlyConfiguredSites(self):
+        """
+        Only a configured site's address may open a MEP session: a
+        connection from any other address is closed before a byte is sent
+        (not even a HELLO with a nonce), and logged once; the site's own
+        address gets its HELLO.
+        """
+        appliance = await self._started(cores=1)
+
+        def firstBytes(source: str) -> bytes:
+            sock = socket.create_connection(("127.0.0.5", appliance.mepPort), timeout=5, source_address=(source, 0))
+            try:
+                sock.settimeout(5)
+                try:
+                    return sock.recv(4096)
+                except (ConnectionResetError, BrokenPipeError):
+                    return b""
+            finally:
+                sock.close()
+
+        self.assertEqual(await threads.deferToThread(firstBytes, "127.0.0.66"), b"")
+        self.assertEqual(await threads.deferToThread(firstBytes, "127.0.0.66"), b"")
+        hello = await threads.deferToThread(firstBytes, "127.0.0.2")  # site east's address
+        self.assertGreater(len(hello), 5)
+        self.assertEqual(hello[4], 1)  # a HELLO frame
+        await poll(lambda: "MEP connection from 127.0.0.66 refused" in appliance.output, what="the refusal logged")
+        self.assertEqual(appliance.output.count("MEP connection from 127.0.0.66 refused"), 1)
+
     async def test_controlRefusesOtherUsers(self):
         """
         Even on a control socket any user may open (mode 666 here), a

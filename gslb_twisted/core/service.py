@@ -19,6 +19,7 @@ from gslb_twisted.dns.authority import Authority
 from gslb_twisted.dns.protocol import DNSDatagramProtocol, DNSStreamFactory
 from gslb_twisted.endpoints import DNSEndpoint, bindDNSSocket
 from gslb_twisted.logs import CoreLogForwarder
+from gslb_twisted.mastership import siteInitiates
 from gslb_twisted.protocol.commands import (
     ApplyRuntime,
     AssignSite,
@@ -32,6 +33,7 @@ from gslb_twisted.protocol.commands import (
     MasterChanged,
     Publish,
 )
+from gslb_twisted.protocol.access import PeerAllowList
 from gslb_twisted.protocol.bounds import MAX_PENDING_CALLS, BoundedCallsAMP
 
 # Largest DNS message a UDP read accepts (EDNS allows up to 65,535).
@@ -156,9 +158,16 @@ class CoreService(MultiService):
             addresses=", ".join(f"{spec.transport}:{_hostPort(p)}" for spec, p in zip(self.sockets, self.ports)),
         )
         if self.mepSocket is not None and self.gslb is not None:
+            topology = self.gslb.topology
             factory = Factory.forProtocol(lambda: self.gslb.newSession(None, "inbound"))
             factory.noisy = False
-            self.ports.append(self._adopt(self.mepSocket, None, mepServerTLS(self.gslb.topology, factory)))
+            # Only the sites that dial us (MEP's lower-IP rule) may connect.
+            dialling = [
+                site.ip for site in topology.sites
+                if site.protocol == "mep" and site.metric_exchange and siteInitiates(topology, site)
+            ]
+            listening = PeerAllowList(mepServerTLS(topology, factory), dialling)
+            self.ports.append(self._adopt(self.mepSocket, None, listening))
         if self.link is not None:
             self.link.callRemote(CoreReady, core=self.core, pid=os.getpid()).addErrback(
                 lambda f: self.log.failure("cannot tell the supervisor core {core} is ready", f, core=self.core)

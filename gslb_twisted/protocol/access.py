@@ -1,20 +1,25 @@
 """
-Who may steer through a control endpoint (the appliance's, a site
-emulator's): on a unix socket, its owner's processes (and root), by the
-socket's file mode and the peer's uid; on anything else (TCP), whoever
-presents the lab's control token first (L{Authenticate}).
+Who may connect.  A control endpoint (the appliance's, a site emulator's):
+on a unix socket, its owner's processes (and root), by the socket's file
+mode and the peer's uid; on anything else (TCP), whoever presents the lab's
+control token first (L{Authenticate}).  A MEP listener: only the addresses
+of the peers configured to dial it (L{PeerAllowList}), before a byte is
+exchanged.
 """
 
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import os
 import socket
 import struct
-from typing import Optional
+from typing import Iterable, Optional
 
 from twisted.internet import defer
 from twisted.internet.address import UNIXAddress
+from twisted.internet.protocol import Factory
+from twisted.logger import Logger
 
 from gslb_twisted.protocol.commands import Authenticate, Unauthenticated
 from gslb_twisted.protocol.bounds import STUCK_AFTER, BoundedCallsAMP, WriteBacklog
@@ -117,3 +122,48 @@ class GuardedControl(BoundedCallsAMP):
         # After the error answer is written.
         self._reactor().callLater(0, self.transport.loseConnection)
         raise Unauthenticated("wrong control token")
+
+
+def _canonicalAddress(host: str) -> str:
+    try:
+        return ipaddress.ip_address(host.split("%", 1)[0]).compressed
+    except ValueError:
+        return host
+
+
+class PeerAllowList(Factory):
+    """
+    A listener's factory that hands a connection to C{factory} only when it
+    comes from one of C{addresses}; any other is closed at once, unanswered
+    (nothing of the protocol -- not even a MEP HELLO and its nonce -- is
+    shown to it), counted in C{refused} and logged once per address.
+    """
+
+    log = Logger()
+    noisy = False
+
+    def __init__(self, factory: Factory, addresses: Iterable[str], what: str = "MEP") -> None:
+        self.factory = factory
+        self.allowed = frozenset(_canonicalAddress(address) for address in addresses)
+        self.what = what
+        self.refused = 0
+        self._logged: set[str] = set()
+
+    def doStart(self) -> None:
+        self.factory.doStart()
+
+    def doStop(self) -> None:
+        self.factory.doStop()
+
+    def buildProtocol(self, addr):
+        host = _canonicalAddress(getattr(addr, "host", ""))
+        if host in self.allowed:
+            return self.factory.buildProtocol(addr)
+        self.refused += 1
+        if host not in self._logged and len(self._logged) < 1024:
+            self._logged.add(host)
+            self.log.warn(
+                "{what} connection from {host} refused: not a configured peer's address (further ones not logged)",
+                what=self.what, host=host,
+            )
+        return None

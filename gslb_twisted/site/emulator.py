@@ -59,7 +59,7 @@ from gslb_twisted.lb.locations import LocationDB, LocationDBError
 from gslb_twisted.logs import ConsoleSubscribers, describeAddress
 from gslb_twisted.mep.rules import initiates
 from gslb_twisted.mep.session import IMEPHandler, MEPSession
-from gslb_twisted.protocol.access import GuardedControl
+from gslb_twisted.protocol.access import GuardedControl, PeerAllowList
 from gslb_twisted.protocol.commands import (
     SetScenario,
     SetSiteRTT,
@@ -639,7 +639,10 @@ class SiteEmulatorService(MultiService):
             endpoint = TCP4ServerEndpoint(self.reactor, port, interface=ip)
         else:
             endpoint = TCP6ServerEndpoint(self.reactor, port, interface=ip)
-        service = StreamServerEndpointService(endpoint, Factory.forProtocol(lambda: self.buildSession("inbound")))
+        # Only the appliances (and peers) that dial us may connect.
+        _, accept = mepPlan(self.site, self.appliances)
+        factory = PeerAllowList(Factory.forProtocol(lambda: self.buildSession("inbound")), [peer.ip for peer in accept])
+        service = StreamServerEndpointService(endpoint, factory)
         service.setName("mep listener")
         return service
 
