@@ -167,9 +167,14 @@ class Consolidation:
                 self._apply(incarnation, grown)
         for incarnation, seq in snapshot["acks"].items():
             self.lastSeq[incarnation] = max(seq, self.lastSeq.get(incarnation, 0))
-        if snapshot["round"] > self.round:
-            self.round = snapshot["round"]
-            self.roundAt = snapshot.get("at")
+        if snapshot["round"] >= self.round:
+            # The snapshot holds at least as much as our last closed round:
+            # also when that round is the same one (a joining core that
+            # applied it before the snapshot arrived had only its changes,
+            # and `stat` would show the appliance's totals going back).
+            if snapshot["round"] > self.round:
+                self.round = snapshot["round"]
+                self.roundAt = snapshot.get("at")
             self.closedTotals = dict(self._totals)
             self.closedTable = {incarnation: dict(values) for incarnation, values in self.table.items()}
 

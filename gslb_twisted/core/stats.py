@@ -111,7 +111,10 @@ class CoreStats:
         now = self.reactor.seconds()
         if self._round > self.consolidation.round:
             self._close(now)
-        self._round += 1
+        # A control core that took over before its replica arrived counted
+        # from 0: go on after the last round anyone closed (what it merged
+        # meanwhile is still pending, so it goes out with the next round).
+        self._round = max(self._round, self.consolidation.round) + 1
         self.publish(TOPIC_ROUND, json.dumps({"round": self._round, "control": self.core}).encode())
         self._merge(self._report())
 
