@@ -779,6 +779,7 @@ class CoreMonitor(Service):
         slot.pid = process.pid
         slot.state = "starting"
         slot.startedAt = self.reactor.seconds()
+        slot.queries = 0  # the new process's count, not the dead one's
         self.hub.join(slot.core, protocol.connection)
         self.announceServing(joined=slot.core)
         self.log.info("core {core} spawned, pid {pid}", core=slot.core, pid=slot.pid)

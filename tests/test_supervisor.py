@@ -143,6 +143,17 @@ class CoreMonitorTests(SynchronousTestCase):
         self.assertEqual(monitor.slots[0].pid, reactor.spawned[1]["process"].pid)
         self.assertEqual(monitor.slots[0].restarts, 1)
 
+    def test_respawnedCoreCountsFromZero(self):
+        """`show cores` never shows a new pid beside the dead process's query count."""
+        reactor, monitor = makeMonitor(1)
+        monitor.startService()
+        monitor.slots[0].queries = 690  # the last figure the dead core gave
+        reactor.advance(60)
+        endProcess(reactor.spawned[0])
+        reactor.advance(0)
+        [row] = monitor.coreRows()
+        self.assertEqual((row["pid"], row["queries"]), (reactor.spawned[1]["process"].pid, 0))
+
     def test_crashLoopBacksOffDoublingToCap(self):
         reactor, monitor = makeMonitor(1)
         monitor.startService()
