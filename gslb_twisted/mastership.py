@@ -16,7 +16,7 @@ from gslb_twisted.config import Site, Topology
 from gslb_twisted.mep.rules import initiates
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Claim:
     core: int
     epoch: int

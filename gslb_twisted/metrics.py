@@ -203,7 +203,7 @@ def applyServiceChanges(
             known.update(metrics)
 
 
-@dataclass
+@dataclass(slots=True)
 class SiteMetrics:
     """
     One site as a core holds it.

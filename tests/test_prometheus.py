@@ -334,7 +334,6 @@ class PrometheusIntegrationTests(TestCase):
                 consumeErrors=True,
             )
             answered += responses
-        finished = reactor.seconds()
         self.assertEqual(len(answered), K)
         for response in answered:
             self.assertIn(addresses(response)[0], {"192.0.2.20", "198.51.100.20"})
@@ -343,7 +342,8 @@ class PrometheusIntegrationTests(TestCase):
         for core in (0, 1):
             self.assertGreater(after[core], before[core], f"core {core} answered none of the queries: {after}")
 
-        # Consolidated within two rounds of the last answer.
+        # Consolidated (within two rounds on an idle machine: tests.test_stats_rounds holds that
+        # deterministically; here, on a shared machine, only that it arrives).
         control = await connectProtocol(clientFromString(reactor, appliance.control), amp.AMP())
         self.addCleanup(control.transport.loseConnection)
 
@@ -351,8 +351,7 @@ class PrometheusIntegrationTests(TestCase):
             result = await control.callRemote(StatVServers, name="counted")
             return result["rows"][0]["hits"] == K
 
-        await poll(consolidated, deadline=2 * INTERVAL, interval=0.02, what=f"{K} hits, consolidated")
-        self.assertLessEqual(reactor.seconds() - finished, 2 * INTERVAL + 0.5)
+        await poll(consolidated, deadline=30.0, interval=0.02, what=f"{K} hits, consolidated")
         [row] = await appliance.console("stat gslb vserver counted")
         self.assertEqual(row["hits"], K)
         answers = {service["name"]: service["answers"] for service in row["services"]}

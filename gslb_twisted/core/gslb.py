@@ -281,7 +281,7 @@ class ApplianceSessionHandler:
         self.gslb.sessionLost(self, session, reason)
 
 
-@dataclass
+@dataclass(slots=True)
 class Mastery:
     """A site this core masters."""
 

@@ -88,6 +88,10 @@ class AnswerBook:
         "retired", "retiredHits",
     )
 
+    # Two per vserver, a thousand vservers: no instance dict.
+    __slots__ = ("rdtype", "ttl", "addressOf", "limit", "services", "templates", "counts", "hits", "retired",
+                 "retiredHits", "_index")
+
     def __init__(self, rdtype: int, ttl: int, addressOf: Mapping[str, str], limit: int = 4096) -> None:
         self.rdtype = rdtype
         self.ttl = ttl
@@ -167,6 +171,8 @@ class VServerAnswers:
     @ivar books: per record type, its L{AnswerBook}.
     @ivar choosers: per record type with addresses to give, its chooser.
     """
+
+    __slots__ = ("name", "ttl", "answersPerReply", "domains", "failures", "books", "choosers", "_plainSets")
 
     def __init__(
         self,
