@@ -189,6 +189,22 @@ class ProxyTests(SynchronousTestCase):
 
     # --- blackhole ----------------------------------------------------------------------
 
+    def test_linkEndedDuringADelayLeavesNoTimer(self):
+        """
+        Both ends close while a delay still holds bytes: the link is
+        forgotten with its timers, so stopping the proxy leaves nothing
+        scheduled (found by the scenario runner).
+        """
+        client, server = self.pair()
+        self.proxy.delay(200)
+        client.send(b"late")
+        client.close()
+        server.close()
+        self.assertEqual(self.proxy.faults.links, set())
+        self.assertEqual(self.reactor.getDelayedCalls(), [])
+        self.proxy.stopService()
+        self.assertEqual(self.reactor.getDelayedCalls(), [])
+
     def test_blackholeSwallowsBytesAndClosesSilently(self):
         client, server = self.pair()
         self.proxy.blackhole()

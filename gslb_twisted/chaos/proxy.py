@@ -254,6 +254,10 @@ class Link:
 
     def _checkDone(self) -> None:
         if self.done:
+            # Both ends are gone: what a delay still holds has nowhere to go,
+            # and its timers must not outlive the link (nor the proxy).
+            self.toServer.drop()
+            self.toClient.drop()
             self.faults.links.discard(self)
 
     def describe(self) -> dict:
