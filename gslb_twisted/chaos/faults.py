@@ -468,19 +468,7 @@ async def cutLink(lab, site: str, hold: int = 200, deadline: float = 30.0) -> Fa
     answers while DOWN).  Recovered: UP everywhere and back in the answers
     (the reconnect backoff of whichever end dials is part of it).
     """
-    reactor = lab.reactor
-    proxy = lab.proxy(site)
-    run = FaultRun("MEP link cut", site, reactor.seconds())
-    proxy.cut()
-    try:
-        run.detectedAt = await _downEverywhere(lab, site, deadline)
-        await holdLoad(lab, hold, deadline)
-    finally:
-        run.repairedAt = _repair(lab, site)
-        proxy.restore()
-    run.recoveredAt = await _backEverywhere(lab, site, run.repairedAt, deadline)
-    run.details["proxy"] = {k: v for k, v in proxy.describe().items() if k != "links"}
-    return run
+    return await _brokenLink(lab, site, "MEP link cut", lambda proxy: proxy.cut(), hold, deadline)
 
 
 async def blackholeLink(lab, site: str, hold: int = 200, deadline: float = 30.0) -> FaultRun:
@@ -490,10 +478,15 @@ async def blackholeLink(lab, site: str, hold: int = 200, deadline: float = 30.0)
     dead_interval of silence).  Repaired: the link restored (the broken
     connections reset).  Recovered: UP everywhere and back in the answers.
     """
+    return await _brokenLink(lab, site, "MEP link blackhole", lambda proxy: proxy.blackhole(), hold, deadline)
+
+
+async def _brokenLink(lab, site: str, name: str, breakLink, hold: int, deadline: float) -> FaultRun:
+    """Break the site's MEP link with C{breakLink(proxy)}, hold, restore, and time it all."""
     reactor = lab.reactor
     proxy = lab.proxy(site)
-    run = FaultRun("MEP link blackhole", site, reactor.seconds())
-    proxy.blackhole()
+    run = FaultRun(name, site, reactor.seconds())
+    breakLink(proxy)
     try:
         run.detectedAt = await _downEverywhere(lab, site, deadline)
         await holdLoad(lab, hold, deadline)

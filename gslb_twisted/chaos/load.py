@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import bisect
 import errno
+import ipaddress
 import math
 import socket
 import struct
@@ -72,9 +73,37 @@ def encodeName(name: str) -> bytes:
     return bytes(out)
 
 
-def encodeQuery(name: str, rdtype: int = A, qid: int = 0) -> bytes:
-    """One question, class IN, no recursion wanted (an authoritative server is asked)."""
-    return _HEADER.pack(qid, 0, 1, 0, 0, 0) + encodeName(name) + struct.pack("!HH", rdtype, 1)
+OPTION_CLIENT_SUBNET = 8
+OPT = 41
+EDNS_PAYLOAD = 1232
+
+
+def ecsOption(network: str) -> bytes:
+    """The EDNS Client Subnet option (RFC 7871: code, length, data) for C{network}, scope 0."""
+    net = ipaddress.ip_network(network, strict=True)
+    prefix = net.prefixlen
+    data = struct.pack("!HBB", 1 if net.version == 4 else 2, prefix, 0) + net.network_address.packed[: (prefix + 7) // 8]
+    return struct.pack("!HH", OPTION_CLIENT_SUBNET, len(data)) + data
+
+
+def optRecord(options: bytes = b"") -> bytes:
+    """An OPT pseudo-record: root name, type 41, class = UDP payload, TTL 0 (version 0, no DO), the options."""
+    return b"\x00" + struct.pack("!HHIH", OPT, EDNS_PAYLOAD, 0, len(options)) + options
+
+
+def encodeQuestion(name: str, rdtype: int = A) -> bytes:
+    """The question section of a query (what a reply must echo): class IN."""
+    return encodeName(name) + struct.pack("!HH", rdtype, 1)
+
+
+def encodeQuery(name: str, rdtype: int = A, qid: int = 0, ecs: Optional[str] = None) -> bytes:
+    """
+    One question, class IN, no recursion wanted (an authoritative server is
+    asked); with C{ecs} (a network) an OPT record carrying it as EDNS Client
+    Subnet, as resolvers that send ECS do.
+    """
+    additional = optRecord(ecsOption(ecs)) if ecs else b""
+    return _HEADER.pack(qid, 0, 1, 0, 0, 1 if additional else 0) + encodeQuestion(name, rdtype) + additional
 
 
 def _skipName(data: bytes, offset: int) -> int:
@@ -615,6 +644,8 @@ class LoadGenerator:
         load would measure that instead).
     @param bucketWidth: seconds per bucket of the timeline.
     @param receiveBuffer: SO_RCVBUF of each socket, bytes (0: the system's).
+    @param ecs: a network every query carries as EDNS Client Subnet, or None.
+    @param onLost: called with the send time of every query given up.
 
     @ivar totals: the L{Tally} of the run.
     @ivar timeline: the L{Timeline} of buckets, by send time.
@@ -637,6 +668,8 @@ class LoadGenerator:
         sampleSize: int = 20,
         receiveBuffer: int = 4 * 1024 * 1024,
         clock=None,
+        ecs: Optional[str] = None,
+        onLost: Optional[Callable[[float], None]] = None,
     ) -> None:
         if rate < 0 or not math.isfinite(rate):
             raise ValueError(f"a rate is a number of queries per second >= 0, not {rate!r}")
@@ -646,8 +679,10 @@ class LoadGenerator:
         self.clock = clock if clock is not None else reactor
         self.target = target
         self.queries = normaliseQueries(queries)
-        self._templates = [encodeQuery(name, rdtype) for name, rdtype in self.queries]
-        self._questions = [template[12:] for template in self._templates]
+        self.ecs = ecs
+        self.onLost = onLost
+        self._templates = [encodeQuery(name, rdtype, ecs=ecs) for name, rdtype in self.queries]
+        self._questions = [encodeQuestion(name, rdtype) for name, rdtype in self.queries]
         self._tails = [template[2:] for template in self._templates]
         self.sources = list(sources)
         self.timeout = timeout
@@ -797,6 +832,8 @@ class LoadGenerator:
         bucket = self.timeline.at(sentAt)
         if bucket is not None:
             bucket.lost += 1
+        if self.onLost is not None:
+            self.onLost(sentAt)
 
     def received(self, client: _QueryClient, data: bytes) -> None:
         now = self.clock.seconds()

@@ -301,7 +301,6 @@ class ScenarioRun:
         self.ports: Optional[Ports] = None
         self.proxyPlans: list[ProxyPlan] = []
         self._lastReadiness = "none"
-        self._longestDelay = 0.0
 
     # --- the clock of the scenario ----------------------------------------------
 
@@ -669,7 +668,6 @@ class ScenarioRun:
             return None
         if action == "link-delay":
             self.proxies[event.site].delay(event.delay_ms)
-            self._longestDelay = max(self._longestDelay, event.delay_ms / 1000.0)
             return None
         if action == "link-restore":
             self.proxies[event.site].restore()
@@ -764,11 +762,6 @@ class ScenarioRun:
                 await proxy.stopService()
             except Exception:
                 pass
-        if self._longestDelay:
-            # A proxy that delayed bytes still delivers what it held, at its
-            # time, even for connections that are gone (TCPProxy.stopService
-            # only drops what live connections hold): let that happen.
-            await sleep(self.reactor, self._longestDelay + 0.1)
         # Cores end when their supervisor's pipe closes: wait for them (and kill any that would not).
         leftovers = [pid for pid in self.pids() if alive(pid)]
         limit = self.reactor.seconds() + STOP_GRACE
